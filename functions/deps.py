@@ -1,0 +1,69 @@
+"""Shared resources of the HTTP functions, created lazily once per process.
+
+Lazily, not in the ASGI lifespan, because behind AWS Lambda (Mangum) a warm
+container serves many invocations: the Temporal client and the pool must
+survive between them, and a cold start should not pay for what it never uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends
+from temporalio.client import Client
+
+from orderflow.db import create_pool
+from orderflow.settings import Settings, get_settings
+from orderflow.temporal import connect
+
+
+class Resources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def temporal(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await connect(self.settings)
+        return self._client
+
+    async def db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await create_pool(self.settings)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        self._client = None
+
+
+_resources: Resources | None = None
+
+
+def get_resources() -> Resources:
+    global _resources
+    if _resources is None:
+        _resources = Resources(get_settings())
+    return _resources
+
+
+async def reset_resources() -> None:
+    """Drop cached connections (shutdown; also when an event loop ends under Lambda)."""
+    global _resources
+    if _resources is not None:
+        await _resources.close()
+        _resources = None
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,34 @@
+"""The HTTP functions as one ASGI app (served by uvicorn, or by Lambda via Mangum)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from functions import errors
+from functions.deps import reset_resources
+from functions.routes import health, orders
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await reset_resources()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Orderflow",
+        version="0.1.0",
+        summary="Start orders, act on them, and follow them to the end.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(orders.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,171 @@
+"""The whole stack on one machine: `make run` (or `python -m orderflow.devstack`).
+
+Starts, in order and each only once the one before is ready:
+PostgreSQL (embedded, unless DATABASE_URL is set) -> migrations ->
+Temporal dev server (embedded, unless TEMPORAL_ADDRESS is set) ->
+order worker -> shipping worker -> HTTP API. Then streams their logs and keeps
+them running until Ctrl-C (or SIGTERM), when it stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from orderflow.devstack import postgres, readiness
+from orderflow.devstack.supervisor import Component, Supervisor
+from orderflow.log import configure_logging, get_logger
+from orderflow.migrate import apply_migrations, ensure_database
+from orderflow.settings import Settings, get_settings
+
+log = get_logger("devstack")
+
+
+def _bin(name: str) -> str:
+    """A console script installed next to this interpreter (the project's venv)."""
+    return str(Path(sys.executable).parent / name)
+
+
+async def _start_postgres(sup: Supervisor, settings: Settings, durable: bool) -> str:
+    port = settings.embedded_postgres_port
+    pgdata = settings.data_dir / "postgres"
+    log.info("preparing embedded PostgreSQL", data=str(pgdata), port=port)
+    user = await asyncio.to_thread(postgres.prepare, pgdata)
+    admin = postgres.dsn(port, "postgres")
+    await sup.start(
+        Component(
+            "postgres",
+            postgres.server_command(pgdata, port, durable=durable),
+            user=user,
+            ready=lambda: readiness.wait_for("PostgreSQL", readiness.postgres(admin), 60),
+            stop_grace_seconds=30,
+        )
+    )
+    return postgres.dsn(port)
+
+
+async def _start_temporal(sup: Supervisor, settings: Settings) -> str:
+    address = f"127.0.0.1:{settings.embedded_temporal_port}"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db_file = settings.data_dir / "temporal.sqlite"
+    await sup.start(
+        Component(
+            "temporal",
+            [
+                _bin("temporal"),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(settings.embedded_temporal_port),
+                "--ui-port",
+                str(settings.embedded_temporal_ui_port),
+                "--db-filename",
+                str(db_file),
+                "--namespace",
+                settings.temporal_namespace,
+                "--log-format",
+                "json",
+                "--log-level",
+                "warn",
+            ],
+            ready=lambda: readiness.wait_for(
+                "Temporal", readiness.temporal(address, settings.temporal_namespace), 90
+            ),
+        )
+    )
+    return address
+
+
+async def run_stack(settings: Settings, *, durable: bool = True) -> None:
+    sup = Supervisor()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    try:
+        database_url = settings.database_url
+        if settings.embedded_postgres:
+            database_url = await _start_postgres(sup, settings, durable)
+        else:
+            log.info("using existing PostgreSQL from DATABASE_URL")
+        await ensure_database(database_url)
+        applied = await apply_migrations(database_url, settings.migrations_dir)
+        log.info("database schema up to date", newly_applied=applied)
+
+        temporal_address = settings.temporal_address
+        if settings.embedded_temporal:
+            temporal_address = await _start_temporal(sup, settings)
+        else:
+            log.info("using existing Temporal from TEMPORAL_ADDRESS", address=temporal_address)
+
+        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
+        ns = settings.temporal_namespace
+        for name, module, queue in (
+            ("order-worker", "workers.order", settings.order_task_queue),
+            ("shipping-worker", "workers.shipping", settings.shipping_task_queue),
+        ):
+            await sup.start(
+                Component(
+                    name,
+                    [sys.executable, "-m", module],
+                    env=env,
+                    ready=lambda q=queue: readiness.wait_for(  # type: ignore[misc]
+                        f"worker polling {q}",
+                        readiness.task_queue_polled(temporal_address, ns, q),
+                        60,
+                    ),
+                )
+            )
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        await sup.start(
+            Component(
+                "api",
+                [sys.executable, "-m", "functions"],
+                env=env,
+                ready=lambda: readiness.wait_for("API", readiness.http_ok(f"{api}/readyz"), 60),
+            )
+        )
+        _banner(settings, api, database_url, temporal_address)
+        await stop.wait()
+    except readiness.NotReady as err:
+        log.error("stack failed to start", error=str(err))
+        raise SystemExit(1) from err
+    finally:
+        log.info("stopping the stack")
+        await sup.stop()
+
+
+def _banner(settings: Settings, api: str, database_url: str, temporal_address: str) -> None:
+    ui = (
+        f"http://127.0.0.1:{settings.embedded_temporal_ui_port}"
+        if settings.embedded_temporal
+        else "(your Temporal's UI)"
+    )
+    lines = [
+        "",
+        f"Orderflow is running. Ctrl-C stops everything (data is kept in {settings.data_dir}).",
+        f"  API           {api}   (docs: {api}/docs)",
+        f"  Temporal UI   {ui}",
+        f"  Temporal      {temporal_address}",
+        f"  PostgreSQL    {database_url}",
+        "  Try:          .venv/bin/orderflow start demo-1 && .venv/bin/orderflow approve demo-1"
+        " && .venv/bin/orderflow watch demo-1",
+        "",
+    ]
+    print("\n".join(lines), flush=True)  # noqa: T201
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("devstack", settings.log_level, settings.log_format)
+    durable = "--ephemeral" not in sys.argv
+    asyncio.run(run_stack(settings, durable=durable))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Wait until a service can do its job, with a bound and a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+
+class NotReady(RuntimeError):
+    pass
+
+
+async def wait_for(what: str, probe: Callable[[], Awaitable[None]], within: float) -> None:
+    deadline = time.monotonic() + within
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            await probe()
+            return
+        except Exception as err:
+            last = err
+            await asyncio.sleep(0.2)
+    raise NotReady(f"{what} not ready after {within:.0f}s: {last}")
+
+
+def postgres(dsn: str) -> Callable[[], Awaitable[None]]:
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=2)
+        await conn.close()
+
+    return probe
+
+
+def temporal(address: str, namespace: str) -> Callable[[], Awaitable[None]]:
+    async def probe() -> None:
+        client = await Client.connect(address, namespace=namespace)
+        await client.service_client.check_health()
+
+    return probe
+
+
+def task_queue_polled(address: str, namespace: str, queue: str) -> Callable[[], Awaitable[None]]:
+    """Ready when some worker polls ``queue`` for workflow tasks."""
+
+    async def probe() -> None:
+        client = await Client.connect(address, namespace=namespace)
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=namespace,
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        if not resp.pollers:
+            raise NotReady(f"no worker polls {queue} yet")
+
+    return probe
+
+
+def http_ok(url: str) -> Callable[[], Awaitable[None]]:
+    async def probe() -> None:
+        async with httpx.AsyncClient(timeout=2) as http:
+            resp = await http.get(url)
+            resp.raise_for_status()
+
+    return probe

@@ -1,0 +1,140 @@
+"""A small process supervisor for the local stack (what Kubernetes does in a cluster).
+
+Starts each component as a child process, streams its output with a
+``name |`` prefix, restarts it with exponential backoff when it exits on its
+own, and stops everything in reverse order on shutdown (SIGTERM, then SIGKILL
+after a grace period). Written here rather than taken from honcho or
+supervisord because it must also wait for readiness between components and
+run as part of the same Python process that prepares the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from orderflow.log import get_logger
+
+log = get_logger("supervisor")
+
+RESTART_BACKOFF_INITIAL = 1.0
+RESTART_BACKOFF_MAX = 30.0
+# A component that stayed up this long is considered healthy again: its next
+# crash restarts it after the initial backoff, not the grown one.
+STABLE_AFTER_SECONDS = 30.0
+
+
+@dataclass
+class Component:
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    # Awaited after each (re)start; the next component starts only once it returns.
+    ready: Callable[[], Awaitable[None]] | None = None
+    stop_grace_seconds: float = 15.0
+
+
+class Supervisor:
+    def __init__(self, out: Callable[[str], None] | None = None) -> None:
+        self._components: list[Component] = []
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._out = out or (lambda line: print(line, flush=True))  # noqa: T201
+        self.restarts: dict[str, int] = {}
+
+    async def start(self, component: Component) -> None:
+        """Start a component, wait until it is ready, and keep it running."""
+        self._components.append(component)
+        await self._spawn(component)
+        if component.ready is not None:
+            await component.ready()
+        self._tasks.append(asyncio.create_task(self._watch(component)))
+
+    async def _spawn(self, component: Component) -> None:
+        env = {**os.environ, **component.env}
+        proc = await asyncio.create_subprocess_exec(
+            *component.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            user=component.user,
+            # Own process group: Ctrl-C in the terminal reaches the supervisor only,
+            # which then stops the children in order.
+            start_new_session=True,
+        )
+        self._procs[component.name] = proc
+        self._pumps.add(asyncio.create_task(self._pump(component.name, proc)))
+        log.info("component started", name=component.name, pid=proc.pid)
+
+    async def _pump(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        width = max(len(c.name) for c in self._components)
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self._out(f"{name:<{width}} | {line}")
+
+    async def _watch(self, component: Component) -> None:
+        backoff = RESTART_BACKOFF_INITIAL
+        while True:
+            proc = self._procs[component.name]
+            started = time.monotonic()
+            code = await proc.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started > STABLE_AFTER_SECONDS:
+                backoff = RESTART_BACKOFF_INITIAL
+            self.restarts[component.name] = self.restarts.get(component.name, 0) + 1
+            log.warning(
+                "component exited; restarting",
+                name=component.name,
+                exit_code=code,
+                restart_in_seconds=backoff,
+                restarts=self.restarts[component.name],
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            if self._stopping:
+                return
+            await self._spawn(component)
+            if component.ready is not None:
+                try:
+                    await component.ready()
+                except Exception as err:  # keep supervising; the next exit restarts it again
+                    log.error(
+                        "component not ready after restart", name=component.name, error=str(err)
+                    )
+
+    def pid(self, name: str) -> int | None:
+        proc = self._procs.get(name)
+        return proc.pid if proc and proc.returncode is None else None
+
+    async def stop(self) -> None:
+        """Stop components in reverse start order, each within its grace period."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for component in reversed(self._components):
+            proc = self._procs.get(component.name)
+            if proc is None or proc.returncode is not None:
+                continue
+            log.info("stopping component", name=component.name)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), component.stop_grace_seconds)
+            except TimeoutError:
+                log.warning("component did not stop in time; killing", name=component.name)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        log.info("all components stopped")

@@ -1,0 +1,116 @@
+"""The one configuration object, read from the environment (twelve-factor).
+
+Every process (API, workers, migrations, local stack, CLI) builds its settings
+from here; nothing else reads ``os.environ``. Field names map to upper-case
+environment variables (``database_url`` <- ``DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # --- Temporal -----------------------------------------------------------
+    temporal_address: str = Field(
+        "127.0.0.1:7233",
+        description="host:port of the Temporal frontend. `make run` starts a dev server "
+        "here unless TEMPORAL_ADDRESS is set in the environment.",
+    )
+    temporal_namespace: str = "default"
+    order_task_queue: str = "orders"
+    shipping_task_queue: str = "shipping"
+
+    # --- PostgreSQL ---------------------------------------------------------
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:55432/orderflow",
+        description="asyncpg DSN. `make run` starts an embedded PostgreSQL on port 55432 "
+        "unless DATABASE_URL is set in the environment.",
+    )
+    db_pool_min_size: int = Field(1, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+    # An activity attempt is cut at a few hundred ms (see workers/policies.py); a
+    # statement that runs longer than this is a stuck database, not slow work.
+    db_command_timeout_seconds: float = Field(5.0, gt=0)
+    migrations_dir: Path = REPO_ROOT / "migrations"
+
+    # --- Order process ------------------------------------------------------
+    review_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long an order waits for `approve` before it is cancelled."
+    )
+    shipping_max_attempts: int = Field(
+        3, ge=1, le=10, description="Shipping runs (child workflows) before the order fails."
+    )
+    order_backstop_seconds: float = Field(
+        3600,
+        gt=0,
+        description="Workflow execution timeout beyond the review window. A backstop only: "
+        "an order running this long has an outage or a bug behind it.",
+    )
+    update_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        description="How long the API waits for the order worker to accept or reject "
+        "approve/cancel/update-address before answering 503.",
+    )
+    flaky: Literal["on", "off"] = Field(
+        "on", description="`off` skips flaky_call() in the business functions (debugging only)."
+    )
+
+    # --- Workers ------------------------------------------------------------
+    worker_max_concurrent_workflow_tasks: int = Field(100, ge=1)
+    worker_max_concurrent_local_activities: int = Field(500, ge=1)
+    worker_max_concurrent_activities: int = Field(100, ge=1)
+    worker_shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="How long a worker lets in-flight tasks finish on SIGTERM."
+    )
+
+    # --- HTTP functions -----------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_base_url: str = Field("http://127.0.0.1:8000", description="Where the CLI finds the API.")
+
+    # --- Local stack (make run) ---------------------------------------------
+    data_dir: Path = Field(
+        REPO_ROOT / ".data", description="Where the embedded services keep their data."
+    )
+    embedded_temporal_port: int = Field(7233, ge=1, le=65535)
+    embedded_temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    embedded_postgres_port: int = Field(55432, ge=1, le=65535)
+
+    # --- Logging ------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def embedded_temporal(self) -> bool:
+        """`make run` starts a Temporal dev server unless TEMPORAL_ADDRESS was given."""
+        return "temporal_address" not in self.model_fields_set
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """`make run` starts PostgreSQL unless DATABASE_URL was given."""
+        return "database_url" not in self.model_fields_set
+
+    @property
+    def flaky_enabled(self) -> bool:
+        return self.flaky == "on"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

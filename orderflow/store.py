@@ -1,0 +1,302 @@
+"""Every SQL statement the application runs (schema in ``migrations/``).
+
+Each write is idempotent, so an activity attempt that committed but timed out
+before it could report back can simply run again:
+
+- rows are inserted with ``ON CONFLICT DO NOTHING`` on their natural key;
+- state changes go through ``_advance``, which only moves an order forward
+  along ``order_states.rank`` (a late retry cannot move it back);
+- events carry an idempotency key, so a retried write logs its event once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from orderflow.models import OrderState
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class PaymentIdConflict(Exception):
+    """The payment_id was already used by another order: retrying cannot fix it."""
+
+
+class UnknownOrder(Exception):
+    """The order row is missing; the step that needs it ran before it was created."""
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    payment_id: str
+    order_id: str
+    status: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    id: str
+    state: OrderState
+    payment_id: str
+    address: dict[str, Any]
+    items: list[dict[str, Any]]
+    reason: str | None
+    summary: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+async def _event(conn: Conn, order_id: str, type_: str, key: str, payload: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO events (order_id, type, payload_json, idempotency_key)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING""",
+        order_id,
+        type_,
+        payload,
+        key,
+    )
+
+
+async def _advance(
+    conn: Conn,
+    order_id: str,
+    state: OrderState,
+    *,
+    reason: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> bool:
+    """Move the order to ``state`` if that is forward; return whether it moved."""
+    row = await conn.fetchrow(
+        """UPDATE orders o
+              SET state = $2, updated_at = now(),
+                  reason = COALESCE($3, o.reason),
+                  summary_json = COALESCE($4, o.summary_json)
+             FROM order_states cur, order_states nxt
+            WHERE o.id = $1 AND cur.state = o.state AND nxt.state = $2
+              AND nxt.rank > cur.rank
+        RETURNING o.id""",
+        order_id,
+        state.value,
+        reason,
+        summary,
+    )
+    if row is None and not await conn.fetchval("SELECT 1 FROM orders WHERE id = $1", order_id):
+        raise UnknownOrder(order_id)
+    return row is not None
+
+
+async def record_order(
+    conn: Conn, order_id: str, payment_id: str, address: dict[str, Any], items: list[dict[str, Any]]
+) -> bool:
+    """Create the order in RECEIVED; return False when it already existed."""
+    async with conn.transaction():
+        created = await conn.fetchval(
+            """INSERT INTO orders (id, state, payment_id, address_json, items_json)
+               VALUES ($1, 'RECEIVED', $2, $3, $4)
+               ON CONFLICT (id) DO NOTHING RETURNING TRUE""",
+            order_id,
+            payment_id,
+            address,
+            items,
+        )
+        await _event(conn, order_id, "order_received", f"{order_id}:received", {"items": items})
+    return bool(created)
+
+
+async def advance_order(
+    conn: Conn,
+    order_id: str,
+    state: OrderState,
+    event: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> bool:
+    """Move forward to ``state`` and log ``event`` once, in one transaction."""
+    async with conn.transaction():
+        moved = await _advance(conn, order_id, state, reason=reason, summary=summary)
+        await _event(conn, order_id, event, f"{order_id}:{event}", payload or {})
+    return moved
+
+
+async def charge_payment(conn: Conn, order_id: str, payment_id: str, amount: int) -> PaymentRow:
+    """Charge at most once per payment_id (and per order); a repeat returns the first charge."""
+    async with conn.transaction():
+        try:
+            await conn.execute(
+                """INSERT INTO payments (payment_id, order_id, status, amount)
+                   VALUES ($1, $2, 'charged', $3) ON CONFLICT (payment_id) DO NOTHING""",
+                payment_id,
+                order_id,
+                amount,
+            )
+        except asyncpg.UniqueViolationError as err:  # orders.id UNIQUE: another payment_id
+            raise PaymentIdConflict(f"order {order_id} already has a different payment") from err
+        except asyncpg.ForeignKeyViolationError as err:
+            raise UnknownOrder(order_id) from err
+        row = await conn.fetchrow(
+            "SELECT payment_id, order_id, status, amount FROM payments WHERE payment_id = $1",
+            payment_id,
+        )
+        assert row is not None
+        if row["order_id"] != order_id:
+            raise PaymentIdConflict(f"payment_id {payment_id} belongs to another order")
+        if row["status"] == "charged":
+            await _advance(conn, order_id, OrderState.PAYMENT_CHARGED)
+            await _event(
+                conn,
+                order_id,
+                "payment_charged",
+                f"{order_id}:payment_charged",
+                {"payment_id": payment_id, "amount": row["amount"]},
+            )
+    return PaymentRow(**dict(row))
+
+
+async def refund_payment(conn: Conn, order_id: str) -> PaymentRow | None:
+    """Refund the order's charge if there is one; repeating it changes nothing."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE payments SET status = 'refunded', updated_at = now()
+                WHERE order_id = $1 AND status = 'charged'
+            RETURNING payment_id, order_id, status, amount""",
+            order_id,
+        )
+        if row is not None:
+            await _event(
+                conn,
+                order_id,
+                "payment_refunded",
+                f"{order_id}:payment_refunded",
+                {"payment_id": row["payment_id"], "amount": row["amount"]},
+            )
+            return PaymentRow(**dict(row))
+    existing = await conn.fetchrow(
+        "SELECT payment_id, order_id, status, amount FROM payments WHERE order_id = $1", order_id
+    )
+    return PaymentRow(**dict(existing)) if existing else None
+
+
+async def prepare_shipment(
+    conn: Conn, order_id: str, attempt: int, address: dict[str, Any]
+) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO shipments (order_id, attempt, status, address_json)
+               VALUES ($1, $2, 'prepared', $3) ON CONFLICT (order_id, attempt) DO NOTHING""",
+            order_id,
+            attempt,
+            address,
+        )
+        await _advance(conn, order_id, OrderState.SHIPPING)
+        await _event(
+            conn,
+            order_id,
+            "package_prepared",
+            f"{order_id}:package_prepared:{attempt}",
+            {"attempt": attempt},
+        )
+
+
+async def dispatch_shipment(
+    conn: Conn, order_id: str, attempt: int, address: dict[str, Any], tracking_number: str
+) -> str:
+    """Mark the run dispatched; a repeat keeps the first tracking number and returns it."""
+    async with conn.transaction():
+        tracking = await conn.fetchval(
+            """UPDATE shipments
+                  SET status = 'dispatched', address_json = $3, updated_at = now(),
+                      tracking_number = COALESCE(tracking_number, $4)
+                WHERE order_id = $1 AND attempt = $2
+            RETURNING tracking_number""",
+            order_id,
+            attempt,
+            address,
+            tracking_number,
+        )
+        if tracking is None:
+            raise UnknownOrder(f"{order_id}: no prepared shipment for attempt {attempt}")
+        await _event(
+            conn,
+            order_id,
+            "carrier_dispatched",
+            f"{order_id}:carrier_dispatched:{attempt}",
+            {"attempt": attempt, "tracking_number": tracking, "address": address},
+        )
+    return str(tracking)
+
+
+async def update_address(conn: Conn, order_id: str, address: dict[str, Any], seq: int) -> bool:
+    """Store the new address unless the order is finished; return whether it was stored."""
+    async with conn.transaction():
+        updated = await conn.fetchval(
+            """UPDATE orders o SET address_json = $2, updated_at = now()
+                 FROM order_states s
+                WHERE o.id = $1 AND s.state = o.state AND NOT s.terminal
+            RETURNING TRUE""",
+            order_id,
+            address,
+        )
+        if updated:
+            await _event(
+                conn,
+                order_id,
+                "address_updated",
+                f"{order_id}:address_updated:{seq}",
+                {"address": address},
+            )
+    return bool(updated)
+
+
+def _order(row: asyncpg.Record) -> OrderRow:
+    return OrderRow(
+        id=row["id"],
+        state=OrderState(row["state"]),
+        payment_id=row["payment_id"],
+        address=row["address_json"],
+        items=row["items_json"],
+        reason=row["reason"],
+        summary=row["summary_json"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def get_order(conn: Conn, order_id: str) -> OrderRow | None:
+    row = await conn.fetchrow(
+        """SELECT id, state, payment_id, address_json, items_json, reason, summary_json,
+                  created_at, updated_at
+             FROM orders WHERE id = $1""",
+        order_id,
+    )
+    return _order(row) if row else None
+
+
+async def get_payment(conn: Conn, order_id: str) -> PaymentRow | None:
+    row = await conn.fetchrow(
+        "SELECT payment_id, order_id, status, amount FROM payments WHERE order_id = $1", order_id
+    )
+    return PaymentRow(**dict(row)) if row else None
+
+
+async def list_events(conn: Conn, order_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, type, payload_json, ts FROM events
+            WHERE order_id = $1 ORDER BY id LIMIT $2""",
+        order_id,
+        limit,
+    )
+    return [
+        {"id": r["id"], "type": r["type"], "payload": r["payload_json"], "ts": r["ts"]}
+        for r in rows
+    ]
+
+
+async def ping(conn: Conn) -> None:
+    await conn.fetchval("SELECT 1")

@@ -1,0 +1,3 @@
+from workers.order.worker import main
+
+main()

@@ -1,0 +1,38 @@
+"""The order worker: OrderWorkflow and its activities on the `orders` task queue.
+
+python -m workers.order
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from orderflow.settings import Settings
+from workers import process
+from workers.order.activities import OrderActivities
+from workers.order.workflow import OrderWorkflow
+
+
+def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
+    acts = OrderActivities(pool)
+    return process.build_worker(
+        client,
+        settings,
+        settings.order_task_queue,
+        workflows=[OrderWorkflow],
+        activities=[
+            acts.order_received,
+            acts.order_validated,
+            acts.payment_charged,
+            acts.order_shipped,
+            acts.refund_payment,
+            acts.address_updated,
+            acts.order_closed,
+        ],
+    )
+
+
+def main() -> None:
+    process.main("order-worker", lambda s: s.order_task_queue, make_worker)

@@ -1,0 +1,409 @@
+"""OrderWorkflow: the order's life, from receipt to shipped (or cancelled, or failed).
+
+    receive -> validate -> manual review (wait for `approve`, bounded by a timer)
+            -> charge payment -> ShippingWorkflow child (retried, bounded)
+            -> mark shipped
+
+Customers act on a running order through validated updates, so the API can
+tell them at once whether a request was taken:
+
+* ``approve``        -- allowed until the order has ended; kept if it comes early.
+* ``cancel``         -- allowed until dispatch starts. After payment it triggers a
+                        refund; from dispatch on it is rejected.
+* ``update_address`` -- allowed until dispatch starts; persisted, and used by shipping.
+
+Each step is a local activity run by ``StepRunner`` (see workers/policies.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from orderflow.models import (
+        AddressUpdate,
+        CancelRequest,
+        ChargeInput,
+        ChargeResult,
+        CloseInput,
+        DispatchFailure,
+        DispatchGo,
+        NewOrder,
+        OrderInput,
+        OrderRef,
+        OrderResult,
+        OrderState,
+        OrderStatus,
+        PersistAddressInput,
+        ShippedInput,
+        ShippingInput,
+        ShippingResult,
+        Step,
+        UpdateAccepted,
+        ValidateInput,
+    )
+    from workers.order.activities import OrderActivities
+    from workers.policies import BUSINESS_STEP, COMPENSATION_STEP
+    from workers.shipping.workflow import ShippingWorkflow
+    from workers.steps import StepFailed, StepRunner
+
+REVIEW_TIMEOUT_REASON = "review_timeout"
+
+
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        self._order = order
+        self._address = order.address
+        self._address_updates = 0
+        self._state = OrderState.RECEIVED
+        self._step = Step.RECEIVE
+        self._steps = StepRunner(workflow.info().workflow_id)
+        self._approved = False
+        self._cancel: CancelRequest | None = None
+        self._dispatch_started = False
+        self._child_ready = False
+        self._dispatch_failures: list[str] = []
+        self._payment: ChargeResult | None = None
+        self._payment_attempted = False
+        self._shipping_attempt = 0
+        self._tracking: str | None = None
+        self._reason: str | None = None
+        self._started_at: datetime = workflow.now()
+        self._updated_at: datetime = self._started_at
+        self._finished_at: datetime | None = None
+
+    # --- the business process ----------------------------------------------------
+
+    @workflow.run
+    async def run(self, order: OrderInput) -> OrderResult:
+        try:
+            await self._steps.run(
+                Step.RECEIVE, OrderActivities.order_received, self._new_order(), BUSINESS_STEP
+            )
+            if self._cancel:
+                return await self._end_cancelled()
+
+            self._at(Step.VALIDATE)
+            await self._steps.run(
+                Step.VALIDATE,
+                OrderActivities.order_validated,
+                ValidateInput(order_id=order.order_id, address=self._address, items=order.items),
+                BUSINESS_STEP,
+            )
+            self._set_state(OrderState.VALIDATED)
+            if self._cancel:
+                return await self._end_cancelled()
+
+            if not await self._manual_review():
+                return await self._end_cancelled()
+
+            self._at(Step.CHARGE)
+            self._payment_attempted = True
+            self._payment = await self._steps.run(
+                Step.CHARGE,
+                OrderActivities.payment_charged,
+                ChargeInput(
+                    order_id=order.order_id, payment_id=order.payment_id, items=order.items
+                ),
+                BUSINESS_STEP,
+            )
+            self._set_state(OrderState.PAYMENT_CHARGED)
+            if self._cancel:
+                return await self._end_cancelled()
+
+            shipping_failure = await self._ship()
+            if self._cancel and not self._dispatch_started:
+                return await self._end_cancelled()
+            if shipping_failure is not None:
+                return await self._end_failed(shipping_failure)
+
+            self._at(Step.MARK_SHIPPED)
+            await self._steps.run(
+                Step.MARK_SHIPPED,
+                OrderActivities.order_shipped,
+                ShippedInput(order_id=order.order_id, summary=self._summary(OrderState.COMPLETED)),
+                BUSINESS_STEP,
+            )
+            return await self._finish(OrderState.COMPLETED)
+        except StepFailed as failed:
+            return await self._end_failed(failed.message)
+
+    async def _manual_review(self) -> bool:
+        """Wait for approval; False when the order was cancelled or the review timed out."""
+        self._at(Step.REVIEW)
+        self._set_state(OrderState.AWAITING_APPROVAL)
+        try:
+            await workflow.wait_condition(
+                lambda: self._approved or self._cancel is not None,
+                timeout=timedelta(seconds=self._order.review_timeout_seconds),
+                timeout_summary="manual review window",
+            )
+        except TimeoutError:
+            workflow.logger.info(
+                "manual review timed out", extra={"order_id": self._order.order_id}
+            )
+            self._cancel = CancelRequest(reason=REVIEW_TIMEOUT_REASON)
+            return False
+        return self._cancel is None
+
+    async def _ship(self) -> str | None:
+        """Run shipping until it succeeds; the reason it failed for good, else None.
+
+        Returns early (None) if the order is cancelled before dispatch started.
+        """
+        order_id = self._order.order_id
+        for attempt in range(1, self._order.shipping_max_attempts + 1):
+            self._shipping_attempt = attempt
+            self._at(Step.PREPARE)
+            self._set_state(OrderState.SHIPPING)
+            self._child_ready = False
+            child = await workflow.start_child_workflow(
+                ShippingWorkflow.run,
+                ShippingInput(order_id=order_id, attempt=attempt, address=self._address),
+                id=f"shipping-{order_id}-run{attempt}",
+                task_queue=self._order.shipping_task_queue,
+            )
+            if await self._cancelled_while(child):
+                return None
+            try:
+                result = await child
+            except ChildWorkflowError as err:
+                reason = self._dispatch_failures[-1] if self._dispatch_failures else _cause(err)
+                self._steps.record_error(Step.SHIP, attempt, "ShippingFailed", reason)
+                workflow.logger.warning(
+                    "shipping run failed",
+                    extra={"order_id": order_id, "shipping_attempt": attempt, "error": reason},
+                )
+                continue
+            self._tracking = result.tracking_number
+            self._steps.add_attempts(result.attempts)
+            return None
+        last = self._dispatch_failures[-1] if self._dispatch_failures else "unknown"
+        return f"shipping failed after {self._order.shipping_max_attempts} attempts: {last}"
+
+    async def _cancelled_while(
+        self, child: workflow.ChildWorkflowHandle[ShippingWorkflow, ShippingResult]
+    ) -> bool:
+        """Drive one shipping run: open the dispatch gate when the child is ready, or
+        cancel the child if the order is cancelled first. True when cancelled."""
+        while not child.done():
+            await workflow.wait_condition(
+                lambda: child.done() or self._child_ready or self._cancel_before_dispatch()
+            )
+            if self._cancel_before_dispatch():
+                child.cancel()
+                with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
+                    await child
+                return True
+            if self._child_ready and not child.done():
+                # The point of no return: from here on cancel and address changes are
+                # rejected, and the child ships to the address it is given now.
+                self._child_ready = False
+                self._dispatch_started = True
+                self._at(Step.DISPATCH)
+                await child.signal(ShippingWorkflow.dispatch, DispatchGo(address=self._address))
+        return False
+
+    # --- endings -------------------------------------------------------------------
+
+    async def _end_cancelled(self) -> OrderResult:
+        assert self._cancel is not None
+        await self._refund_if_charged()
+        return await self._close(OrderState.CANCELLED, self._cancel.reason)
+
+    async def _end_failed(self, reason: str) -> OrderResult:
+        await self._refund_if_charged()
+        return await self._close(OrderState.FAILED, reason)
+
+    async def _refund_if_charged(self) -> None:
+        # Also when the charge step gave up: an attempt may have committed and then
+        # timed out. The refund is a no-op if nothing was charged.
+        if not self._payment_attempted:
+            return
+        self._at(Step.REFUND)
+        self._payment = (
+            await self._steps.run(
+                Step.REFUND,
+                OrderActivities.refund_payment,
+                OrderRef(order_id=self._order.order_id),
+                COMPENSATION_STEP,
+            )
+            or self._payment
+        )
+
+    async def _close(self, state: OrderState, reason: str) -> OrderResult:
+        self._at(Step.CLOSE)
+        self._reason = reason
+        await self._steps.run(
+            Step.CLOSE,
+            OrderActivities.order_closed,
+            CloseInput(
+                order=self._new_order(), state=state, reason=reason, summary=self._summary(state)
+            ),
+            COMPENSATION_STEP,
+        )
+        return await self._finish(state)
+
+    def _summary(self, state: OrderState) -> OrderStatus:
+        """The status as it will read once the order has ended, for the database."""
+        return self.status().model_copy(
+            update={"state": state, "step": Step.DONE, "finished_at": workflow.now()}
+        )
+
+    async def _finish(self, state: OrderState) -> OrderResult:
+        self._set_state(state)
+        self._finished_at = workflow.now()
+        self._at(Step.DONE)
+        # Let an address update that is still persisting finish before the run ends.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.logger.info(
+            "order finished",
+            extra={"order_id": self._order.order_id, "state": self._state, "reason": self._reason},
+        )
+        return OrderResult(order_id=self._order.order_id, state=self._state, reason=self._reason)
+
+    # --- messages from customers (validated updates) --------------------------------
+
+    @workflow.update
+    def approve(self) -> UpdateAccepted:
+        self._approved = True
+        self._touch()
+        return UpdateAccepted(order_id=self._order.order_id, accepted="approve")
+
+    @approve.validator
+    def _validate_approve(self) -> None:
+        self._reject_if_over()
+        if self._cancel is not None:
+            raise _rejected("the order is being cancelled")
+
+    @workflow.update
+    def cancel(self, request: CancelRequest) -> UpdateAccepted:
+        if self._cancel is None:
+            self._cancel = request
+            workflow.logger.info(
+                "cancel accepted",
+                extra={"order_id": self._order.order_id, "reason": request.reason},
+            )
+        self._touch()
+        return UpdateAccepted(order_id=self._order.order_id, accepted="cancel")
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._reject_if_over()
+        if self._dispatch_started:
+            raise _rejected(
+                "the carrier dispatch has started; the order can no longer be cancelled"
+            )
+
+    @workflow.update
+    async def update_address(self, update: AddressUpdate) -> UpdateAccepted:
+        # Take it in memory first: a dispatch that opens while we persist ships here.
+        self._address = update.address
+        self._address_updates += 1
+        self._touch()
+        await self._steps.run(
+            Step.UPDATE_ADDRESS,
+            OrderActivities.address_updated,
+            PersistAddressInput(
+                order_id=self._order.order_id, address=update.address, seq=self._address_updates
+            ),
+            COMPENSATION_STEP,
+        )
+        return UpdateAccepted(order_id=self._order.order_id, accepted="update_address")
+
+    @update_address.validator
+    def _validate_update_address(self, update: AddressUpdate) -> None:
+        self._reject_if_over()
+        if self._dispatch_started:
+            raise _rejected("the carrier dispatch has started; the address can no longer change")
+        if self._cancel is not None:
+            raise _rejected("the order is being cancelled")
+
+    # --- messages from the shipping child --------------------------------------------
+
+    @workflow.signal
+    def ready_to_dispatch(self, attempt: int) -> None:
+        if attempt == self._shipping_attempt:
+            self._child_ready = True
+
+    @workflow.signal
+    def dispatch_failed(self, failure: DispatchFailure) -> None:
+        self._dispatch_failures.append(failure.reason)
+        self._steps.add_attempts(failure.attempts)
+
+    # --- live state --------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> OrderStatus:
+        return OrderStatus(
+            order_id=self._order.order_id,
+            workflow_id=workflow.info().workflow_id,
+            state=self._state,
+            step=self._step,
+            attempts=dict(self._steps.attempts),
+            errors=list(self._steps.errors),
+            address=self._address,
+            payment_id=self._order.payment_id,
+            payment_status=self._payment.status if self._payment else None,
+            approved=self._approved,
+            shipping_attempt=self._shipping_attempt,
+            tracking_number=self._tracking,
+            reason=self._reason,
+            started_at=self._started_at,
+            updated_at=self._updated_at,
+            finished_at=self._finished_at,
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _new_order(self) -> NewOrder:
+        return NewOrder(
+            order_id=self._order.order_id,
+            payment_id=self._order.payment_id,
+            address=self._address,
+            items=self._order.items,
+        )
+
+    def _cancel_before_dispatch(self) -> bool:
+        return self._cancel is not None and not self._dispatch_started
+
+    def _reject_if_over(self) -> None:
+        if self._state.terminal:
+            raise _rejected(f"the order is already {self._state.value}")
+        if self._step in (Step.REFUND, Step.CLOSE, Step.DONE):
+            raise _rejected("the order is ending")
+
+    def _at(self, step: Step) -> None:
+        self._step = step
+        self._touch()
+
+    def _set_state(self, state: OrderState) -> None:
+        if state != self._state:
+            workflow.logger.info(
+                "order state changed",
+                extra={"order_id": self._order.order_id, "from": self._state, "to": state},
+            )
+        self._state = state
+        self._touch()
+
+    def _touch(self) -> None:
+        self._updated_at = workflow.now()
+
+
+def _rejected(message: str) -> ApplicationError:
+    return ApplicationError(message, type="Rejected", non_retryable=True)
+
+
+def _cause(err: ChildWorkflowError) -> str:
+    """The innermost failure message of a failed child run."""
+    cause: BaseException = err
+    while isinstance(cause, FailureError) and cause.cause is not None:
+        cause = cause.cause
+    return str(cause)

@@ -1,0 +1,85 @@
+"""Every timeout and retry rule of the order process, in one place, with its reason.
+
+The numbers come from measurements on the Temporal dev server 1.32 (see
+docs/design.md):
+
+* A server-side activity retry costs about 1 s whatever ``initial_interval``
+  is, and a server-side start-to-close timeout does not stop the coroutine:
+  ``flaky_call``'s 300 s sleep keeps holding a worker slot. Six steps that fail
+  two times in three blow the 15 s budget that way (p50 about 17 s).
+* Local activities run in the worker. Their start-to-close timeout is enforced
+  there: the attempt's coroutine is cancelled at the deadline, and the next
+  attempt starts within milliseconds, with no server round trip.
+
+So every step is a local activity with ONE attempt per call, and the workflow
+itself loops over attempts (``workers/steps.py``). That costs nothing extra and
+makes each attempt and its error visible to the ``status`` query as it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# The SDK must not retry on its own: the step loop does, and counts each attempt.
+SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    # Deadline of one attempt. flaky_call either answers at once or sleeps 300 s,
+    # and the real work is one small Postgres transaction (a few ms); 250 ms is
+    # far above the work and cuts a hung attempt quickly. Each hung attempt costs
+    # exactly this, so it dominates latency: 34 % of attempts hang.
+    attempt_timeout: timedelta = timedelta(milliseconds=250)
+    # After this many timeouts in a row the deadline doubles (up to the cap):
+    # three hangs in a row happen by chance 4 % of the time and then cost one
+    # longer attempt, but if the work itself has become slower than the deadline
+    # (a loaded database) the step still gets through instead of timing out forever.
+    timeouts_before_stretch: int = 3
+    attempt_timeout_cap: timedelta = timedelta(seconds=4)
+    # flaky_call's failures are independent coin flips: waiting before the next
+    # attempt only adds latency. Back off only once failures look like an outage
+    # (the database is down), and then with durable timers.
+    immediate_retries: int = 10
+    backoff_initial: timedelta = timedelta(milliseconds=500)
+    backoff_max: timedelta = timedelta(seconds=10)
+    # None: retry until the budget runs out.
+    max_attempts: int | None = None
+    # How long a step may keep failing before the order gives up on it. Long
+    # enough to ride out a database restart; None means never give up (used for
+    # compensation, which must eventually happen).
+    budget: timedelta | None = timedelta(minutes=10)
+
+    def timeout_for(self, consecutive_timeouts: int) -> timedelta:
+        extra = consecutive_timeouts - self.timeouts_before_stretch + 1
+        if extra <= 0:
+            return self.attempt_timeout
+        return min(self.attempt_timeout * (1 << extra), self.attempt_timeout_cap)
+
+    def backoff_for(self, failed_attempts: int) -> timedelta:
+        slow = failed_attempts - self.immediate_retries
+        if slow <= 0:
+            return timedelta(0)
+        return min(self.backoff_initial * (1 << (slow - 1)), self.backoff_max)
+
+    def gives_up(self, attempts: int, elapsed: timedelta) -> bool:
+        if self.max_attempts is not None and attempts >= self.max_attempts:
+            return True
+        return self.budget is not None and elapsed >= self.budget
+
+
+# The five forward steps of an order: receive, validate, charge, prepare, mark shipped.
+BUSINESS_STEP = StepPolicy()
+
+# Dispatch has a retry budget of its own: past it the shipping run gives up and
+# the parent starts a new run. 12 attempts fail together with probability
+# 0.67^12 = 0.8 %, so a second run is rare and a third rarer still (see
+# SHIPPING_MAX_ATTEMPTS in settings: three runs all fail 5 in 10 million times).
+DISPATCH_STEP = StepPolicy(max_attempts=12, immediate_retries=12)
+
+# Refunds and closing an order undo or finish what was started; giving up would
+# leave the order half-done, so they retry for as long as it takes.
+COMPENSATION_STEP = StepPolicy(budget=None)

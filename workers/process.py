@@ -1,0 +1,86 @@
+"""Run a Temporal worker as a long-lived process with a graceful shutdown.
+
+SIGTERM or SIGINT stops polling for new tasks; in-flight tasks get
+``WORKER_SHUTDOWN_GRACE_SECONDS`` to finish, then are cancelled. Workflow state
+lives in Temporal, so whatever was cut short is picked up by another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from orderflow.db import create_pool
+from orderflow.log import configure_logging, get_logger
+from orderflow.settings import Settings, get_settings
+from orderflow.temporal import connect
+from workers import flaky
+
+log = get_logger(__name__)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    task_queue: str,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows,
+        activities=activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+    )
+
+
+async def serve(
+    component: str,
+    task_queue: Callable[[Settings], str],
+    make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
+) -> None:
+    settings = get_settings()
+    configure_logging(component, settings.log_level, settings.log_format)
+    flaky.set_enabled(settings.flaky_enabled)
+    client = await connect(settings)
+    pool = await create_pool(settings)
+    worker = make_worker(client, settings, pool)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    log.info(
+        "worker started",
+        task_queue=task_queue(settings),
+        temporal=settings.temporal_address,
+        flaky=settings.flaky,
+    )
+    async with worker:
+        await stop.wait()
+        log.info(
+            "shutting down: finishing in-flight tasks",
+            grace_seconds=settings.worker_shutdown_grace_seconds,
+        )
+    await pool.close()
+    log.info("worker stopped")
+
+
+def main(
+    component: str,
+    task_queue: Callable[[Settings], str],
+    make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
+) -> None:
+    asyncio.run(serve(component, task_queue, make_worker))

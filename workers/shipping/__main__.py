@@ -1,0 +1,3 @@
+from workers.shipping.worker import main
+
+main()

@@ -1,0 +1,122 @@
+"""Run one business step as a local activity, one attempt per call, until it succeeds.
+
+Used by both workflows. Keeps the attempt counters and the recent errors that
+the ``status`` query reports, and logs every failed attempt (replay-safe, via
+``workflow.logger``). Workflow code only: deterministic, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from orderflow.models import StepError
+    from workers.policies import SINGLE_ATTEMPT, StepPolicy
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+RECENT_ERRORS_KEPT = 10
+
+
+class StepFailed(ApplicationError):
+    """A step gave up: a non-retryable error, or its attempts/budget ran out.
+
+    An ApplicationError, so that if a workflow lets it escape, the workflow fails
+    with this reason instead of its task being retried forever.
+    """
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}", type="StepFailed", non_retryable=True)
+        self.step = step
+        self.reason = reason
+
+
+class StepRunner:
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        self.attempts: dict[str, int] = {}
+        self.errors: list[StepError] = []
+
+    def add_attempts(self, attempts: dict[str, int]) -> None:
+        """Count attempts made elsewhere (a child workflow's steps) as this order's."""
+        for step, count in attempts.items():
+            self.attempts[step] = self.attempts.get(step, 0) + count
+
+    def record_error(self, step: str, attempt: int, type_: str, message: str) -> None:
+        self.errors.append(
+            StepError(step=step, type=type_, message=message, attempt=attempt, at=workflow.now())
+        )
+        del self.errors[:-RECENT_ERRORS_KEPT]
+
+    async def run(
+        self,
+        step: str,
+        activity: Callable[[Any, A], Awaitable[R]],
+        arg: A,
+        policy: StepPolicy,
+    ) -> R:
+        started: datetime = workflow.now()
+        consecutive_timeouts = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            self.attempts[step] = self.attempts.get(step, 0) + 1
+            timeout = policy.timeout_for(consecutive_timeouts)
+            try:
+                result = await workflow.execute_local_activity_method(
+                    activity,
+                    arg,
+                    start_to_close_timeout=timeout,
+                    retry_policy=SINGLE_ATTEMPT,
+                )
+            except (ActivityError, ApplicationError) as err:
+                # A local activity that raised comes back as the ApplicationError
+                # itself; one that timed out as an ActivityError wrapping TimeoutError.
+                type_, message, retryable = _describe(
+                    err.cause if isinstance(err, ActivityError) else err
+                )
+                consecutive_timeouts = consecutive_timeouts + 1 if type_ == "Timeout" else 0
+                self.record_error(step, attempt, type_, message)
+                elapsed = workflow.now() - started
+                giving_up = not retryable or policy.gives_up(attempt, elapsed)
+                workflow.logger.warning(
+                    "step attempt failed",
+                    extra={
+                        "step": step,
+                        "activity": activity.__name__,
+                        "attempt": attempt,
+                        "error_type": type_,
+                        "error": message,
+                        "timeout_ms": int(timeout.total_seconds() * 1000),
+                        "giving_up": giving_up,
+                    },
+                )
+                if giving_up:
+                    raise StepFailed(step, f"{type_}: {message} (attempt {attempt})") from err
+                delay = policy.backoff_for(attempt)
+                if delay:
+                    await workflow.sleep(delay)
+                continue
+            if attempt > 1:
+                workflow.logger.info(
+                    "step succeeded after retries",
+                    extra={"step": step, "activity": activity.__name__, "attempt": attempt},
+                )
+            return result
+
+
+def _describe(cause: BaseException | None) -> tuple[str, str, bool]:
+    """(type, message, retryable) of an attempt's failure."""
+    if isinstance(cause, TimeoutError):
+        return "Timeout", "attempt exceeded its start-to-close deadline", True
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message, not cause.non_retryable
+    if cause is None:
+        return "Unknown", "activity failed without a cause", True
+    return type(cause).__name__, str(cause), True

@@ -34,18 +34,21 @@ class StepPolicy:
     # far above the work and cuts a hung attempt quickly. Each hung attempt costs
     # exactly this, so it dominates latency: 34 % of attempts hang.
     attempt_timeout: timedelta = timedelta(milliseconds=250)
-    # After this many timeouts in a row the deadline doubles (up to the cap):
-    # three hangs in a row happen by chance 4 % of the time and then cost one
-    # longer attempt, but if the work itself has become slower than the deadline
-    # (a loaded database) the step still gets through instead of timing out forever.
-    timeouts_before_stretch: int = 3
+    # After this many timeouts in a row the deadline grows by half each time (up
+    # to the cap). Four hangs in a row happen by chance 1.3 % of the time (0.34^4)
+    # and then cost one slightly longer attempt; but if the work itself has become
+    # slower than the deadline (a loaded database), the step still gets through
+    # instead of timing out forever.
+    timeouts_before_stretch: int = 4
+    stretch_factor: float = 1.5
     attempt_timeout_cap: timedelta = timedelta(seconds=4)
     # flaky_call's failures are independent coin flips: waiting before the next
-    # attempt only adds latency. Back off only once failures look like an outage
-    # (the database is down), and then with durable timers.
-    immediate_retries: int = 10
-    backoff_initial: timedelta = timedelta(milliseconds=500)
-    backoff_max: timedelta = timedelta(seconds=10)
+    # attempt only adds latency, and a step fails 30 times in a row by chance only
+    # 6 times in a million (0.67^30). Past that it looks like an outage (the
+    # database is down): back off, with durable timers, so as not to hammer it.
+    immediate_retries: int = 30
+    backoff_initial: timedelta = timedelta(milliseconds=200)
+    backoff_max: timedelta = timedelta(seconds=5)
     # None: retry until the budget runs out.
     max_attempts: int | None = None
     # How long a step may keep failing before the order gives up on it. Long
@@ -57,13 +60,14 @@ class StepPolicy:
         extra = consecutive_timeouts - self.timeouts_before_stretch + 1
         if extra <= 0:
             return self.attempt_timeout
-        return min(self.attempt_timeout * (1 << extra), self.attempt_timeout_cap)
+        stretched = self.attempt_timeout * (self.stretch_factor ** min(extra, 32))
+        return min(stretched, self.attempt_timeout_cap)
 
     def backoff_for(self, failed_attempts: int) -> timedelta:
         slow = failed_attempts - self.immediate_retries
         if slow <= 0:
             return timedelta(0)
-        return min(self.backoff_initial * (1 << (slow - 1)), self.backoff_max)
+        return min(self.backoff_initial * (1 << min(slow - 1, 16)), self.backoff_max)
 
     def gives_up(self, attempts: int, elapsed: timedelta) -> bool:
         if self.max_attempts is not None and attempts >= self.max_attempts:
@@ -78,7 +82,7 @@ BUSINESS_STEP = StepPolicy()
 # the parent starts a new run. 12 attempts fail together with probability
 # 0.67^12 = 0.8 %, so a second run is rare and a third rarer still (see
 # SHIPPING_MAX_ATTEMPTS in settings: three runs all fail 5 in 10 million times).
-DISPATCH_STEP = StepPolicy(max_attempts=12, immediate_retries=12)
+DISPATCH_STEP = StepPolicy(max_attempts=12)
 
 # Refunds and closing an order undo or finish what was started; giving up would
 # leave the order half-done, so they retry for as long as it takes.

@@ -12,7 +12,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
@@ -75,12 +81,16 @@ class StepRunner:
                     start_to_close_timeout=timeout,
                     retry_policy=SINGLE_ATTEMPT,
                 )
-            except (ActivityError, ApplicationError) as err:
-                # A local activity that raised comes back as the ApplicationError
-                # itself; one that timed out as an ActivityError wrapping TimeoutError.
-                type_, message, retryable = _describe(
-                    err.cause if isinstance(err, ActivityError) else err
-                )
+            except FailureError as err:
+                # The SDK hands a failed local activity over in several shapes: live,
+                # an attempt that raised is the ApplicationError itself and a timeout
+                # an ActivityError wrapping TimeoutError; on replay (cache eviction,
+                # a query after restart) the same timeout is a bare TimeoutError.
+                # All must take the same path, or replay diverges from history.
+                cause = err.cause if isinstance(err, ActivityError) else err
+                if isinstance(cause, CancelledError):
+                    raise  # the workflow is being cancelled: stop, do not retry
+                type_, message, retryable = _describe(cause)
                 consecutive_timeouts = consecutive_timeouts + 1 if type_ == "Timeout" else 0
                 self.record_error(step, attempt, type_, message)
                 elapsed = workflow.now() - started

@@ -6,7 +6,6 @@ Every state change happens in the workflow; nothing here writes to the database.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -52,8 +51,6 @@ OrderIdPath = Annotated[
 DEFAULT_ITEMS = [Item(sku="ABC", qty=1)]
 # Query answers come from the order worker; past this the stored state is shown.
 QUERY_TIMEOUT = timedelta(seconds=3)
-QUERY_ATTEMPTS = 3
-QUERY_RETRY_DELAY_SECONDS = 0.05
 
 
 class StartOrder(Strict):
@@ -158,26 +155,21 @@ async def order_status(order_id: OrderIdPath, res: ResourcesDep) -> OrderStatus:
         return _from_database(stored)
     client = await _temporal(res)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id(order_id))
-    for attempt in range(1, QUERY_ATTEMPTS + 1):
-        try:
-            live: OrderStatus = await handle.query(
-                "status", result_type=OrderStatus, rpc_timeout=QUERY_TIMEOUT
-            )
-            return live
-        except WorkflowQueryFailedError:
-            # The SDK occasionally fails a query that lands while a local activity
-            # is in flight ("Missing associated machine"); a moment later it works.
-            if attempt < QUERY_ATTEMPTS:
-                await asyncio.sleep(QUERY_RETRY_DELAY_SECONDS)
-        except RPCError as err:
-            if stored is not None:
-                return _from_database(stored)
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise HTTPException(404, f"order {order_id} not found") from err
-            raise unavailable("the order worker") from err
-    if stored is not None:
-        return _from_database(stored)
-    raise unavailable("the order's live status")
+    try:
+        live: OrderStatus = await handle.query(
+            "status", result_type=OrderStatus, rpc_timeout=QUERY_TIMEOUT
+        )
+        return live
+    except WorkflowQueryFailedError as err:
+        if stored is not None:
+            return _from_database(stored)
+        raise unavailable("the order's live status") from err
+    except RPCError as err:
+        if stored is not None:
+            return _from_database(stored)
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(404, f"order {order_id} not found") from err
+        raise unavailable("the order worker") from err
 
 
 @router.get("/{order_id}/events", response_model=OrderEvents)

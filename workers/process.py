@@ -22,6 +22,7 @@ from orderflow.log import configure_logging, get_logger
 from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
 from workers import flaky
+from workers.health import WorkerHealth
 
 log = get_logger(__name__)
 
@@ -48,6 +49,7 @@ def build_worker(
 async def serve(
     component: str,
     task_queue: Callable[[Settings], str],
+    http_port: Callable[[Settings], int],
     make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
 ) -> None:
     settings = get_settings()
@@ -62,18 +64,26 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    health = WorkerHealth(client, pool)
+    http = health.server(settings.worker_http_host, http_port(settings))
+    http_task = asyncio.create_task(http.serve())
     log.info(
         "worker started",
         task_queue=task_queue(settings),
         temporal=settings.temporal_address,
         flaky=settings.flaky,
+        http=f"{settings.worker_http_host}:{http_port(settings)}",
     )
     async with worker:
+        health.polling = True
         await stop.wait()
+        health.polling = False
         log.info(
             "shutting down: finishing in-flight tasks",
             grace_seconds=settings.worker_shutdown_grace_seconds,
         )
+    http.should_exit = True
+    await http_task
     await pool.close()
     log.info("worker stopped")
 
@@ -81,6 +91,7 @@ async def serve(
 def main(
     component: str,
     task_queue: Callable[[Settings], str],
+    http_port: Callable[[Settings], int],
     make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
 ) -> None:
-    asyncio.run(serve(component, task_queue, make_worker))
+    asyncio.run(serve(component, task_queue, http_port, make_worker))

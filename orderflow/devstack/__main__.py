@@ -104,20 +104,18 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
             log.info("using existing Temporal from TEMPORAL_ADDRESS", address=temporal_address)
 
         env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
-        ns = settings.temporal_namespace
-        for name, module, queue in (
-            ("order-worker", "workers.order", settings.order_task_queue),
-            ("shipping-worker", "workers.shipping", settings.shipping_task_queue),
+        for name, module, port in (
+            ("order-worker", "workers.order", settings.order_worker_http_port),
+            ("shipping-worker", "workers.shipping", settings.shipping_worker_http_port),
         ):
+            ready_url = f"http://127.0.0.1:{port}/readyz"
             await sup.start(
                 Component(
                     name,
                     [sys.executable, "-m", module],
                     env=env,
-                    ready=lambda q=queue: readiness.wait_for(  # type: ignore[misc]
-                        f"worker polling {q}",
-                        readiness.task_queue_polled(temporal_address, ns, q),
-                        60,
+                    ready=lambda url=ready_url: readiness.wait_for(  # type: ignore[misc]
+                        f"{url}", readiness.http_ok(url), 60
                     ),
                 )
             )

@@ -8,9 +8,6 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 
@@ -43,24 +40,6 @@ def temporal(address: str, namespace: str) -> Callable[[], Awaitable[None]]:
     async def probe() -> None:
         client = await Client.connect(address, namespace=namespace)
         await client.service_client.check_health()
-
-    return probe
-
-
-def task_queue_polled(address: str, namespace: str, queue: str) -> Callable[[], Awaitable[None]]:
-    """Ready when some worker polls ``queue`` for workflow tasks."""
-
-    async def probe() -> None:
-        client = await Client.connect(address, namespace=namespace)
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=namespace,
-                task_queue=TaskQueue(name=queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        if not resp.pollers:
-            raise NotReady(f"no worker polls {queue} yet")
 
     return probe
 

@@ -29,6 +29,8 @@ def api_url(
         "DATABASE_URL": postgres_dsn,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_PORT": str(port),
+        "ORDER_WORKER_HTTP_PORT": str(free_port()),
+        "SHIPPING_WORKER_HTTP_PORT": str(free_port()),
         "REVIEW_TIMEOUT_SECONDS": "20",
         "LOG_FORMAT": "json",
     }

@@ -35,6 +35,8 @@ class Stack:
             EMBEDDED_POSTGRES_PORT=str(free_port()),
             EMBEDDED_TEMPORAL_PORT=str(free_port()),
             EMBEDDED_TEMPORAL_UI_PORT=str(free_port()),
+            ORDER_WORKER_HTTP_PORT=str(free_port()),
+            SHIPPING_WORKER_HTTP_PORT=str(free_port()),
             LOG_FORMAT="json",
         )
         self.log_path = log_path

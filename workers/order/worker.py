@@ -35,4 +35,9 @@ def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worke
 
 
 def main() -> None:
-    process.main("order-worker", lambda s: s.order_task_queue, make_worker)
+    process.main(
+        "order-worker",
+        lambda s: s.order_task_queue,
+        lambda s: s.order_worker_http_port,
+        make_worker,
+    )

@@ -27,4 +27,9 @@ def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worke
 
 
 def main() -> None:
-    process.main("shipping-worker", lambda s: s.shipping_task_queue, make_worker)
+    process.main(
+        "shipping-worker",
+        lambda s: s.shipping_task_queue,
+        lambda s: s.shipping_worker_http_port,
+        make_worker,
+    )

@@ -7,7 +7,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format migrate clean
+# make load: RATE orders/s for DURATION s against API (default: the local `make run`).
+API      ?= http://127.0.0.1:8000
+RATE     ?= 5
+DURATION ?= 60
+CANCEL   ?= 0
+UPDATE   ?= 0
+REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: help setup run test lint format migrate clean load bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +24,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its local services (about a minute the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev,load]'
 	@touch $@
 	@echo "==> installed"
 
@@ -38,6 +46,16 @@ lint: $(STAMP) ## ruff and mypy
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
+
+load: $(STAMP) ## drive the API: RATE=5 DURATION=60 CANCEL=0 UPDATE=0 API=... UI=1 for the web UI
+	@$(BIN)/locust -f loadtest/locustfile.py --host $(API) \
+		$(if $(UI),--web-port 8089,--headless --only-summary) \
+		--orders-per-second $(RATE) --duration $(DURATION) \
+		--cancel-share $(CANCEL) --update-share $(UPDATE) \
+		--stop-timeout 10 --report-dir $(REPORT) --html $(REPORT)/locust.html
+
+bench: $(STAMP) ## run the benchmark suite on a fresh local stack; writes docs/benchmarks.md
+	@$(BIN)/python -m loadtest.bench
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate

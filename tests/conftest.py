@@ -11,13 +11,17 @@ Nothing here is mocked; tests that need a stub say so themselves.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -107,3 +111,60 @@ def flaky_off() -> Iterator[None]:
     flaky.set_enabled(False)
     yield
     flaky.set_enabled(True)
+
+
+# --- the whole stack, as `make run` runs it, on the services above ---------------
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    postgres_dsn: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("stack") / "stack.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_dsn,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "API_PORT": str(port),
+        "ORDER_WORKER_HTTP_PORT": str(free_port()),
+        "SHIPPING_WORKER_HTTP_PORT": str(free_port()),
+        "REVIEW_TIMEOUT_SECONDS": "20",
+        "LOG_FORMAT": "json",
+    }
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orderflow.devstack"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log_path)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"stack exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"stack not ready in time:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+async def http(api_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, timeout=20)

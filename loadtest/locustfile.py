@@ -1,0 +1,297 @@
+"""Load test of the order API over HTTP, as real clients use it (Locust).
+
+Open model: orders are started at a target rate whatever the system's latency;
+each order is then followed (status polled) until it ends, in a greenlet of its
+own, so a slow order never slows the arrival of the next one.
+
+    locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 \
+        --orders-per-second 10 --duration 60 --report-dir reports/load
+
+or `make load RATE=10 DURATION=60` (add `UI=1` for Locust's web UI on :8089).
+Scenarios (--scenario): `rate` (default), `sequential` (--orders one after the
+other), `burst` (--orders all at once), `http` (start + status calls at
+--orders-per-second requests/s each, orders left unapproved: endpoint latency).
+
+Order latency is the workflow's own `finished_at - started_at` from the status
+endpoint, so the polling interval does not blur it. It is also reported to
+Locust as the pseudo-request `ORDER completed`, so Locust's UI and HTML report
+show its percentiles next to the HTTP endpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, constant_pacing, events, task
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+from locust.exception import StopUser
+
+from loadtest import report
+from loadtest.orders import OrderRecord, summarize
+
+ADDRESS = {"line1": "1 Load Street", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+NEW_ADDRESS = {"line1": "2 Other Road", "city": "Hamburg", "postal_code": "20095", "country": "DE"}
+PROGRESS_EVERY_SECONDS = 2.0
+USERS_PER_RATE = 4
+
+_records: list[OrderRecord] = []
+_followers: list[gevent.Greenlet] = []
+_session: FastHttpSession | None = None
+_started_at = 0.0
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser: Any) -> None:
+    group = parser.add_argument_group("orderflow")
+    group.add_argument(
+        "--scenario",
+        choices=["rate", "sequential", "burst", "http"],
+        default="rate",
+        help="load pattern",
+    )
+    group.add_argument(
+        "--orders-per-second", type=float, default=2.0, help="target arrival rate (open model)"
+    )
+    group.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+    group.add_argument("--orders", type=int, default=20, help="orders for sequential/burst")
+    group.add_argument(
+        "--cancel-share",
+        type=float,
+        default=0.0,
+        help="share of orders cancelled in review instead of approved",
+    )
+    group.add_argument(
+        "--update-share",
+        type=float,
+        default=0.0,
+        help="share of orders whose address is updated before approval",
+    )
+    group.add_argument(
+        "--api-token", default="", env_var="API_TOKEN", help="Bearer token, if the API requires one"
+    )
+    group.add_argument("--poll-interval", type=float, default=0.5)
+    group.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=45.0,
+        help="after arrivals stop, wait this long for orders in flight",
+    )
+    group.add_argument("--report-dir", default="reports/load")
+
+
+def _opts(environment: Environment) -> Any:
+    return environment.parsed_options
+
+
+def _headers(environment: Environment) -> dict[str, str]:
+    token = _opts(environment).api_token
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _users_for(environment: Environment) -> int:
+    opts = _opts(environment)
+    if opts.scenario == "sequential":
+        return 1
+    if opts.scenario == "burst":
+        return int(opts.orders)
+    # Each user starts one order every USERS_PER_RATE seconds, so a slow start or
+    # approve (up to that long) does not lower the arrival rate.
+    return max(1, math.ceil(opts.orders_per_second * USERS_PER_RATE))
+
+
+class OrderClient(FastHttpUser):
+    def on_start(self) -> None:
+        opts = _opts(self.environment)
+        pace = _users_for(self.environment) / max(opts.orders_per_second, 1e-9)
+        # constant_pacing: one task per `pace` seconds, however long the task took.
+        self._pacer = constant_pacing(pace) if opts.scenario in ("rate", "http") else None
+        self.last_order: str | None = None
+
+    def wait_time(self) -> float:
+        return float(self._pacer(self)) if self._pacer else 0.0
+
+    @task
+    def one_order(self) -> None:
+        opts = _opts(self.environment)
+        if opts.scenario == "http":
+            self._http_only()
+            return
+        if opts.scenario in ("sequential", "burst") and len(_records) >= opts.orders:
+            raise StopUser
+        record = self._start_and_act()
+        if record is not None and opts.scenario == "sequential":
+            _follow(self.environment, record)
+        if opts.scenario == "burst":
+            raise StopUser
+
+    def _start_and_act(self) -> OrderRecord | None:
+        opts = _opts(self.environment)
+        draw = random.random()
+        kind = (
+            "cancel"
+            if draw < opts.cancel_share
+            else "update"
+            if draw < opts.cancel_share + opts.update_share
+            else "approve"
+        )
+        oid = f"load-{uuid.uuid4().hex[:16]}"
+        record = OrderRecord(order_id=oid, kind=kind, sent_at=time.time())
+        _records.append(record)
+        headers = _headers(self.environment)
+        resp = self.client.post(
+            f"/orders/{oid}/start",
+            name="POST /orders/[id]/start",
+            json={"payment_id": f"pay-{oid}", "address": ADDRESS},
+            headers=headers,
+        )
+        if resp.status_code != 202:
+            record.error = f"start: {resp.status_code}"
+            return None
+        if _opts(self.environment).scenario != "sequential":
+            # Followed from now on, even if this user is stopped before it approves.
+            _followers.append(gevent.spawn(_follow, self.environment, record))
+        if kind == "update":
+            self.client.post(
+                f"/orders/{oid}/signals/update-address",
+                name="POST /orders/[id]/signals/update-address",
+                json={"address": NEW_ADDRESS},
+                headers=headers,
+            )
+        action = "cancel" if kind == "cancel" else "approve"
+        resp = self.client.post(
+            f"/orders/{oid}/signals/{action}",
+            name=f"POST /orders/[id]/signals/{action}",
+            json={"reason": "load test"} if kind == "cancel" else None,
+            headers=headers,
+        )
+        if resp.status_code != 202:
+            record.error = f"{action}: {resp.status_code}"
+        return record
+
+    def _http_only(self) -> None:
+        headers = _headers(self.environment)
+        oid = f"http-{uuid.uuid4().hex[:16]}"
+        self.client.post(
+            f"/orders/{oid}/start",
+            name="POST /orders/[id]/start",
+            json={"payment_id": f"pay-{oid}", "address": ADDRESS},
+            headers=headers,
+        )
+        if self.last_order:
+            self.client.get(
+                f"/orders/{self.last_order}/status", name="GET /orders/[id]/status", headers=headers
+            )
+        self.last_order = oid
+
+
+def _follow(environment: Environment, record: OrderRecord) -> None:
+    """Poll the order's status until it ends (or the run's drain window closes)."""
+    assert _session is not None
+    opts = _opts(environment)
+    while not record.done and not record.error:
+        gevent.sleep(opts.poll_interval)
+        resp = _session.get(
+            f"/orders/{record.order_id}/status",
+            name="GET /orders/[id]/status",
+            headers=_headers(environment),
+        )
+        record.polls += 1
+        if resp.status_code != 200:
+            continue
+        data = resp.json()
+        if data["state"] in ("COMPLETED", "CANCELLED", "FAILED"):
+            record.finish(data)
+            environment.events.request.fire(
+                request_type="ORDER",
+                name=f"{record.state.lower()}" if record.state else "?",
+                response_time=(record.latency or 0) * 1000,
+                response_length=0,
+                exception=None,
+                context={},
+            )
+
+
+class Arrivals(LoadTestShape):
+    """Keeps the user count that produces the target rate, for --duration seconds."""
+
+    def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        opts = _opts(self.runner.environment)
+        users = _users_for(self.runner.environment)
+        if opts.scenario in ("sequential", "burst"):
+            finished = len(_records) >= opts.orders and all(r.done or r.error for r in _records)
+            return None if finished or self.get_run_time() > 600 else (users, users)
+        return (users, users) if self.get_run_time() < opts.duration else None
+
+
+def _progress(environment: Environment) -> None:
+    while True:
+        gevent.sleep(PROGRESS_EVERY_SECONDS)
+        elapsed = time.time() - _started_at
+        done = [r for r in _records if r.done]
+        by_state = {
+            s: sum(1 for r in done if r.state == s) for s in ("COMPLETED", "CANCELLED", "FAILED")
+        }
+        in_flight = sum(1 for r in _records if not r.done and not r.error)
+        print(  # noqa: T201 - live progress for the person running the load
+            f"[{elapsed:6.1f}s] started {len(_records)} ({len(_records) / elapsed:.1f}/s)  "
+            f"in flight {in_flight}  completed {by_state['COMPLETED']}  "
+            f"cancelled {by_state['CANCELLED']}  failed {by_state['FAILED']}  "
+            f"errors {sum(1 for r in _records if r.error)}",
+            flush=True,
+        )
+
+
+@events.test_start.add_listener
+def _on_start(environment: Environment, **_: Any) -> None:
+    global _session, _started_at
+    _started_at = time.time()
+    _session = FastHttpSession(
+        base_url=environment.host, request_event=environment.events.request, user=None
+    )
+    _followers.append(gevent.spawn(_progress, environment))
+
+
+@events.test_stop.add_listener
+def _on_stop(environment: Environment, **_: Any) -> None:
+    opts = _opts(environment)
+    progress, followers = _followers[0], _followers[1:]
+    gevent.joinall(followers, timeout=opts.drain_seconds)
+    gevent.killall(followers)
+    progress.kill()
+    duration = max(1e-9, max((r.sent_at for r in _records), default=_started_at) - _started_at)
+    summary = summarize(_records, duration)
+    summary.http = {
+        entry.name: {
+            "requests": entry.num_requests,
+            "failures": entry.num_failures,
+            "p50_ms": entry.get_response_time_percentile(0.5),
+            "p99_ms": entry.get_response_time_percentile(0.99),
+            "max_ms": entry.max_response_time,
+        }
+        for entry in environment.stats.entries.values()
+        if entry.method != "ORDER"
+    }
+    title = (
+        f"orderflow load: {opts.scenario}, {opts.orders_per_second:g} orders/s, "
+        f"{len(_records)} orders"
+    )
+    page = report.write(_records, summary, Path(opts.report_dir), title)
+    lat = summary.latency
+    print(  # noqa: T201 - the run's result for the person running it
+        f"\norders {summary.orders}  by state {summary.by_state}  "
+        f"not finished {summary.not_finished}  errors {summary.errors}\n"
+        f"completion latency p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  "
+        f"max {lat['max']}  within 15 s {summary.completed_within_slo}\n"
+        f"report: {page}",
+        flush=True,
+    )
+    if summary.not_finished or summary.errors:
+        environment.process_exit_code = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -89,6 +89,7 @@ class OrderInput(Strict):
     review_timeout_seconds: float = Field(gt=0)
     shipping_max_attempts: int = Field(ge=1, le=10)
     shipping_task_queue: str = "shipping"
+    step_mode: Literal["local", "regular"] = "local"
 
 
 class OrderResult(Strict):
@@ -101,6 +102,7 @@ class ShippingInput(Strict):
     order_id: str
     attempt: int = Field(ge=1)
     address: Address
+    step_mode: Literal["local", "regular"] = "local"
 
 
 class ShippingResult(Strict):

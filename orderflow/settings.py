@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         description="How long the API waits for the order worker to accept or reject "
         "approve/cancel/update-address before answering 503.",
     )
+    step_mode: Literal["local", "regular"] = Field(
+        "local",
+        description="`regular` runs each step as one server-retried regular activity: the "
+        "design the measurements rule out, for `make bench`'s comparison only.",
+    )
     flaky: Literal["on", "off"] = Field(
         "on", description="`off` skips flaky_call() in the business functions (debugging only)."
     )

@@ -20,11 +20,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from temporalio.common import RetryPolicy
 
 # The SDK must not retry on its own: the step loop does, and counts each attempt.
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+# "local" is the design; "regular" (one regular activity per step, retried by the
+# server) exists only so `make bench` can show what it costs.
+StepMode = Literal["local", "regular"]
+REGULAR_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=1.0,
+    maximum_interval=timedelta(milliseconds=100),
+)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the ``status`` query reports, and logs every failed attempt (replay-safe, via
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
-    from workers.policies import SINGLE_ATTEMPT, StepPolicy
+    from workers.policies import REGULAR_RETRY, SINGLE_ATTEMPT, StepMode, StepPolicy
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -44,8 +45,9 @@ class StepFailed(ApplicationError):
 
 
 class StepRunner:
-    def __init__(self, workflow_id: str) -> None:
+    def __init__(self, workflow_id: str, mode: StepMode = "local") -> None:
         self.workflow_id = workflow_id
+        self.mode = mode
         self.attempts: dict[str, int] = {}
         self.errors: list[StepError] = []
 
@@ -67,6 +69,8 @@ class StepRunner:
         arg: A,
         policy: StepPolicy,
     ) -> R:
+        if self.mode == "regular":
+            return await self._run_regular(step, activity, arg, policy)
         started: datetime = workflow.now()
         consecutive_timeouts = 0
         attempt = 0
@@ -119,6 +123,31 @@ class StepRunner:
                     extra={"step": step, "activity": activity.__name__, "attempt": attempt},
                 )
             return result
+
+    async def _run_regular(
+        self,
+        step: str,
+        activity: Callable[[Any, A], Awaitable[R]],
+        arg: A,
+        policy: StepPolicy,
+    ) -> R:
+        """The design the measurements rule out, kept to benchmark against (STEP_MODE=regular):
+        one regular activity per step, retried by the server."""
+        self.attempts[step] = self.attempts.get(step, 0) + 1
+        try:
+            return await workflow.execute_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=policy.attempt_timeout,
+                schedule_to_close_timeout=policy.budget,
+                retry_policy=dataclasses.replace(
+                    REGULAR_RETRY, maximum_attempts=policy.max_attempts or 0
+                ),
+            )
+        except ActivityError as err:
+            type_, message, _ = _describe(err.cause)
+            self.record_error(step, 1, type_, message)
+            raise StepFailed(step, f"{type_}: {message}") from err
 
 
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:

@@ -62,7 +62,7 @@ class OrderWorkflow:
         self._address_updates = 0
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
-        self._steps = StepRunner(workflow.info().workflow_id)
+        self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
         self._approved = False
         self._cancel: CancelRequest | None = None
         self._dispatch_started = False
@@ -164,7 +164,12 @@ class OrderWorkflow:
             self._child_ready = False
             child = await workflow.start_child_workflow(
                 ShippingWorkflow.run,
-                ShippingInput(order_id=order_id, attempt=attempt, address=self._address),
+                ShippingInput(
+                    order_id=order_id,
+                    attempt=attempt,
+                    address=self._address,
+                    step_mode=self._order.step_mode,
+                ),
                 id=f"shipping-{order_id}-run{attempt}",
                 task_queue=self._order.shipping_task_queue,
             )

@@ -38,7 +38,7 @@ class ShippingWorkflow:
         self._go: DispatchGo | None = None
         self._aborted = False
         self._step = Step.PREPARE
-        self._steps = StepRunner(workflow.info().workflow_id)
+        self._steps = StepRunner(workflow.info().workflow_id, shipping.step_mode)
 
     @workflow.signal
     def dispatch(self, go: DispatchGo) -> None:

@@ -1,0 +1,430 @@
+"""`make bench`: measure the system at fixed points and write docs/benchmarks.md.
+
+Starts its own stack (embedded PostgreSQL and Temporal, both workers, the API)
+on free ports with a fresh data directory, drives it with the Locust load tool
+(loadtest/locustfile.py), samples CPU and memory of every component, and writes
+the numbers, the machine, the versions and plots. Not a test: nothing here
+asserts a timing. `BENCH_QUICK=1` shortens every phase (for a smoke run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import psutil
+
+from orderflow.settings import REPO_ROOT
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+RATES = [2, 5, 10, 20]
+RATE_SECONDS = 20 if QUICK else 60
+SEQUENTIAL_ORDERS = 5 if QUICK else 20
+BURST_ORDERS = 50 if QUICK else 200
+HTTP_RATE = 25  # orders/s in the http scenario: one start + one status each = 50 req/s
+HTTP_SECONDS = 15 if QUICK else 30
+RSS_RATE = 5
+RSS_SECONDS = 60 if QUICK else 300
+COLD_START_RUNS = 5
+# The ruled-out design holds a worker slot per hung attempt for 300 s, so it is
+# measured on a few sequential orders only (a rate would exhaust the 100 slots).
+REGULAR_ORDERS = 3 if QUICK else 10
+COMPONENTS = ("postgres", "temporal", "order-worker", "shipping-worker", "api")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _say(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)  # noqa: T201
+
+
+@dataclass
+class Stack:
+    out: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    api_port: int = field(default_factory=_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.out / "stack.log"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+        env.update(
+            DATA_DIR=str(self.out / "data"),
+            API_PORT=str(self.api_port),
+            EMBEDDED_POSTGRES_PORT=str(_free_port()),
+            EMBEDDED_TEMPORAL_PORT=str(_free_port()),
+            EMBEDDED_TEMPORAL_UI_PORT=str(_free_port()),
+            ORDER_WORKER_HTTP_PORT=str(_free_port()),
+            SHIPPING_WORKER_HTTP_PORT=str(_free_port()),
+            LOG_LEVEL="WARNING",
+        )
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orderflow.devstack"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"stack did not start; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(60)
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """Every component's processes (postgres has one per connection)."""
+        assert self.proc is not None
+        found: dict[str, list[psutil.Process]] = {name: [] for name in COMPONENTS}
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                cmd = " ".join(child.cmdline())
+            except psutil.Error:
+                continue
+            for name, marker in (
+                ("postgres", "postgres"),
+                ("temporal", "start-dev"),
+                ("order-worker", "workers.order"),
+                ("shipping-worker", "workers.shipping"),
+                ("api", "-m functions"),
+            ):
+                if marker in cmd:
+                    found[name].append(child)
+        return found
+
+
+class Sampler(threading.Thread):
+    """CPU (% of one core) and RSS (MiB) per component, every `every` seconds."""
+
+    def __init__(self, stack: Stack, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.every = stack, every
+        self.samples: list[dict[str, Any]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        procs = self.stack.processes()
+        for group in procs.values():
+            for p in group:
+                p.cpu_percent(None)
+        started = time.monotonic()
+        while not self._halt.wait(self.every):
+            row: dict[str, Any] = {"t": time.monotonic() - started}
+            for name in COMPONENTS:
+                cpu = rss = 0.0
+                for p in self.stack.processes()[name]:
+                    try:
+                        cpu += p.cpu_percent(None)
+                        rss += p.memory_info().rss / 2**20
+                    except psutil.Error:
+                        continue
+                row[f"{name}_cpu"], row[f"{name}_rss"] = round(cpu, 1), round(rss, 1)
+            self.samples.append(row)
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._halt.set()
+        self.join()
+        return self.samples
+
+
+def locust(stack: Stack, out: Path, *args: str) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(REPO_ROOT / "loadtest" / "locustfile.py"),
+        "--headless",
+        "--only-summary",
+        "--host",
+        stack.url,
+        "--stop-timeout",
+        "10",
+        "--report-dir",
+        str(out),
+        "--html",
+        str(out / "locust.html"),
+        *args,
+    ]
+    with open(out / "locust.log", "wb") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def phase(stack: Stack, out: Path, name: str, *args: str) -> dict[str, Any]:
+    _say(f"{name}: {' '.join(args)}")
+    sampler = Sampler(stack)
+    sampler.start()
+    summary = locust(stack, out / name, *args)
+    samples = sampler.stop()
+    summary["cpu_mean"] = {
+        c: round(sum(s[f"{c}_cpu"] for s in samples) / max(1, len(samples)), 1) for c in COMPONENTS
+    }
+    summary["samples"] = samples
+    lat = summary["latency"]
+    _say(
+        f"{name}: {summary['orders']} orders {summary['by_state']} p50 {lat['p50']} "
+        f"p99 {lat['p99']} max {lat['max']}"
+    )
+    return summary
+
+
+def cold_start() -> list[float]:
+    """Import of the Lambda handler to its first response (Mangum, /healthz)."""
+    code = (
+        "import time; t=time.perf_counter();"
+        "from functions.lambda_handler import handler;"
+        "from tests.integration.test_lambda import http_api_event;"
+        "r=handler(http_api_event('GET','/healthz'), None);"
+        "assert r['statusCode']==200; print(time.perf_counter()-t)"
+    )
+    runs = []
+    for _ in range(COLD_START_RUNS):
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+        )
+        runs.append(float(done.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def _fmt(value: float | None, unit: str = "s") -> str:
+    return "–" if value is None else f"{value:.2f} {unit}"
+
+
+def write_docs(results: dict[str, Any], out: Path) -> Path:
+    img = REPO_ROOT / "docs" / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    for name in [f"rate-{r}" for r in RATES] + ["burst", "sequential"]:
+        src = out / name / "latency.png"
+        if src.exists():
+            shutil.copy(src, img / f"bench-{name}.png")
+
+    rates = [r for r in RATES if f"rate-{r}" in results]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, style in (("p50", "o-"), ("p99", "s-"), ("max", "^--")):
+        ax.plot(rates, [results[f"rate-{r}"]["latency"][key] or 0 for r in rates], style, label=key)
+    ax.axhline(15, color="#d1342f", linestyle="--", label="15 s objective")
+    ax.set_xlabel("orders started per second (60 s each)")
+    ax.set_ylabel("order completion latency (s)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(img / "bench-rates.png", dpi=110)
+    plt.close(fig)
+
+    rows = []
+    for name, label in (
+        [("sequential", f"1 order alone (×{SEQUENTIAL_ORDERS} sequential)")]
+        + [(f"rate-{r}", f"{r} orders/s for {RATE_SECONDS} s") for r in RATES]
+        + [
+            ("burst", f"burst of {BURST_ORDERS} at once"),
+            ("rss", f"{RSS_RATE} orders/s for {RSS_SECONDS} s"),
+        ]
+    ):
+        if name not in results:
+            continue
+        s = results[name]
+        lat = s["latency"]
+        share = s["share_within_slo"]
+        busiest = max(s["cpu_mean"].items(), key=lambda kv: kv[1])
+        rows.append(
+            f"| {label} | {s['orders']} | {json.dumps(s['by_state'])} | {_fmt(lat['p50'])} | "
+            f"{_fmt(lat['p90'])} | {_fmt(lat['p99'])} | {_fmt(lat['max'])} | "
+            f"{'–' if share is None else f'{share:.1%}'} | {busiest[0]} {busiest[1]:.0f} % |"
+        )
+    http_rows = []
+    if "http" in results:
+        for endpoint, h in results["http"]["http"].items():
+            http_rows.append(
+                f"| {endpoint} | {h['requests']} | {h['failures']} | "
+                f"{h['p50_ms']} ms | {h['p99_ms']} ms | {h['max_ms']:.0f} ms |"
+            )
+    rss = results.get("rss", {}).get("samples", [])
+    rss_line = ""
+    if rss:
+        first, last = rss[min(2, len(rss) - 1)], rss[-1]
+        rss_line = (
+            f"order worker {first['order-worker_rss']:.0f} → {last['order-worker_rss']:.0f} MiB, "
+            f"shipping worker {first['shipping-worker_rss']:.0f} → "
+            f"{last['shipping-worker_rss']:.0f} MiB over {RSS_SECONDS} s at {RSS_RATE} orders/s"
+        )
+    cold = results.get("cold_start", [])
+    cold_line = (
+        f"median {sorted(cold)[len(cold) // 2]:.2f} s, max {max(cold):.2f} s "
+        f"over {len(cold)} fresh processes"
+        if cold
+        else "–"
+    )
+    machine = results["machine"]
+    doc = REPO_ROOT / "docs" / "benchmarks.md"
+    doc.write_text(
+        "\n".join(
+            [
+                "# Benchmarks",
+                "",
+                f"Written by `make bench` on {results['when']}{' (BENCH_QUICK=1: shortened)' if QUICK else ''}.",
+                f"Machine: {machine['cpus']} CPUs, {machine['memory_gib']} GiB, {machine['platform']}; "
+                f"Python {machine['python']}; temporalio {machine['temporalio']}, "
+                f"Temporal CLI {machine['temporal_cli']}, PostgreSQL (embedded-postgres "
+                f"{machine['embedded_postgres']}). Everything (Temporal dev server, PostgreSQL, both "
+                "workers, the API and the load generator) runs on this one machine; flaky_call is on.",
+                "",
+                "Order latency is the workflow's `finished_at − started_at` (start request to final "
+                "state stored), approval sent right after the start. Open model: orders arrive at the "
+                "rate whatever the latency.",
+                "",
+                "| load | orders | outcome | p50 | p90 | p99 | max | completed within 15 s | busiest process (mean CPU, % of one core) |",
+                "|---|---|---|---|---|---|---|---|---|",
+                *rows,
+                "",
+                "![latency by rate](img/bench-rates.png)",
+                "",
+                f"## HTTP latency at {HTTP_RATE * 2} requests/s ({HTTP_RATE} starts + {HTTP_RATE} "
+                f"status reads per second, {HTTP_SECONDS} s)",
+                "",
+                "| endpoint | requests | failures | p50 | p99 | max |",
+                "|---|---|---|---|---|---|",
+                *http_rows,
+                "",
+                "## Memory and cold start",
+                "",
+                f"- Worker RSS: {rss_line or '–'}.",
+                f"- Cold start of the function (import of `functions.lambda_handler` to its first "
+                f"response through Mangum): {cold_line}.",
+                "",
+                "Plots per run: `docs/img/bench-*.png`; full reports (JSON, HTML, Locust) in "
+                f"`{out.relative_to(REPO_ROOT)}`.",
+                "",
+            ]
+        )
+    )
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    return doc
+
+
+def main() -> None:
+    out = REPO_ROOT / "reports" / f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    out.mkdir(parents=True)
+    stack = Stack(out)
+    _say(f"starting a fresh stack (logs: {stack.log})")
+    stack.start()
+    temporal_cli = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    results: dict[str, Any] = {
+        "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "temporalio": version("temporalio"),
+            "embedded_postgres": version("embedded-postgres"),
+            "temporal_cli": temporal_cli,
+        },
+    }
+    try:
+        results["sequential"] = phase(
+            stack, out, "sequential", "--scenario", "sequential", "--orders", str(SEQUENTIAL_ORDERS)
+        )
+        for rate in RATES:
+            results[f"rate-{rate}"] = phase(
+                stack,
+                out,
+                f"rate-{rate}",
+                "--orders-per-second",
+                str(rate),
+                "--duration",
+                str(RATE_SECONDS),
+            )
+        results["burst"] = phase(
+            stack, out, "burst", "--scenario", "burst", "--orders", str(BURST_ORDERS)
+        )
+        results["http"] = phase(
+            stack,
+            out,
+            "http",
+            "--scenario",
+            "http",
+            "--orders-per-second",
+            str(HTTP_RATE),
+            "--duration",
+            str(HTTP_SECONDS),
+            "--drain-seconds",
+            "0",
+        )
+        results["rss"] = phase(
+            stack, out, "rss", "--orders-per-second", str(RSS_RATE), "--duration", str(RSS_SECONDS)
+        )
+        _say("cold start of the Lambda handler")
+        results["cold_start"] = cold_start()
+    finally:
+        stack.stop()
+    _say("comparison: the ruled-out design (STEP_MODE=regular) on a fresh stack")
+    regular = Stack(out / "regular-stack", extra_env={"STEP_MODE": "regular"})
+    regular.out.mkdir()
+    regular.start()
+    try:
+        results["regular"] = phase(
+            regular,
+            out,
+            "regular",
+            "--scenario",
+            "sequential",
+            "--orders",
+            str(REGULAR_ORDERS),
+            "--drain-seconds",
+            "120",
+        )
+    finally:
+        regular.stop()
+    doc = write_docs(results, out)
+    _say(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    main()

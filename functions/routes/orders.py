@@ -129,10 +129,18 @@ async def start_order(
 
 
 @router.post("/{order_id}/signals/approve", status_code=202, response_model=UpdateAccepted)
-async def approve(
-    order_id: OrderIdPath, res: ResourcesDep, settings: SettingsDep
-) -> UpdateAccepted:
-    return await _update(res, settings.update_timeout_seconds, order_id, "approve", None)
+async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
+    # A signal (see OrderWorkflow.approve): recorded by Temporal at once, whatever the
+    # order worker is doing; the database tells whether the order has already ended.
+    stored = await _stored_order(res, order_id)
+    if stored is not None and stored.state.terminal:
+        raise HTTPException(409, f"the order is already {stored.state.value}")
+    client = await _temporal(res)
+    try:
+        await client.get_workflow_handle(workflow_id(order_id)).signal("approve")
+    except RPCError as err:
+        raise await _not_running(res, order_id, err) from err
+    return UpdateAccepted(order_id=order_id, accepted="approve")
 
 
 @router.post("/{order_id}/signals/cancel", status_code=202, response_model=UpdateAccepted)
@@ -220,14 +228,19 @@ async def _update(
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
         raise unavailable("the order worker") from err
     except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise unavailable("Temporal") from err
-        stored = await _stored_order(res, order_id)
-        if stored is not None:
-            raise HTTPException(409, f"the order is already {stored.state.value}") from err
-        if await _workflow_exists(res, order_id):
-            raise HTTPException(409, "the order has already ended") from err
-        raise HTTPException(404, f"order {order_id} not found") from err
+        raise await _not_running(res, order_id, err) from err
+
+
+async def _not_running(res: Resources, order_id: str, err: RPCError) -> HTTPException:
+    """The error to answer when Temporal refused a message for the order."""
+    if err.status != RPCStatusCode.NOT_FOUND:
+        return unavailable("Temporal")
+    stored = await _stored_order(res, order_id)
+    if stored is not None:
+        return HTTPException(409, f"the order is already {stored.state.value}")
+    if await _workflow_exists(res, order_id):
+        return HTTPException(409, "the order has already ended")
+    return HTTPException(404, f"order {order_id} not found")
 
 
 async def _stored_order(res: Resources, order_id: str) -> store.OrderRow | None:

@@ -4,10 +4,11 @@
             -> charge payment -> ShippingWorkflow child (retried, bounded)
             -> mark shipped
 
-Customers act on a running order through validated updates, so the API can
-tell them at once whether a request was taken:
+Customers act on a running order through messages. ``cancel`` and
+``update_address`` are validated updates, so the API can tell at once whether the
+request was taken; ``approve`` is a signal (harmless to repeat, kept if early):
 
-* ``approve``        -- allowed until the order has ended; kept if it comes early.
+* ``approve``        -- kept if it comes before the review; no effect once ending.
 * ``cancel``         -- allowed until dispatch starts. After payment it triggers a
                         refund; from dispatch on it is rejected.
 * ``update_address`` -- allowed until dispatch starts; persisted, and used by shipping.
@@ -274,19 +275,20 @@ class OrderWorkflow:
         )
         return OrderResult(order_id=self._order.order_id, state=self._state, reason=self._reason)
 
-    # --- messages from customers (validated updates) --------------------------------
+    # --- messages from customers ------------------------------------------------------
 
-    @workflow.update
-    def approve(self) -> UpdateAccepted:
+    @workflow.signal
+    def approve(self) -> None:
+        # A signal, not an update: the server records it at once, without waiting for
+        # this workflow's current task (which may be a long attempt loop), so the API
+        # answers fast under load. Nothing needs a synchronous verdict here: approving
+        # twice is harmless, and an approval that arrives while the order is being
+        # cancelled or has ended simply has no effect (the API answers 409 for ended
+        # orders from the database).
+        if not self._approved:
+            workflow.logger.info("approved", extra={"order_id": self._order.order_id})
         self._approved = True
         self._touch()
-        return UpdateAccepted(order_id=self._order.order_id, accepted="approve")
-
-    @approve.validator
-    def _validate_approve(self) -> None:
-        self._reject_if_over()
-        if self._cancel is not None:
-            raise _rejected("the order is being cancelled")
 
     @workflow.update
     def cancel(self, request: CancelRequest) -> UpdateAccepted:

@@ -29,7 +29,7 @@ async def test_orders_complete_within_budget_with_flaky_calls(
     async with running_workers(temporal_client, db) as h:
         handles = [await h.start() for _ in range(ORDERS)]
         for handle in handles:
-            await handle.execute_update(OrderWorkflow.approve)
+            await handle.signal(OrderWorkflow.approve)
         results = await asyncio.wait_for(
             asyncio.gather(*(handle.result() for handle in handles)), 60
         )

@@ -89,6 +89,7 @@ class Stack:
             SHIPPING_WORKER_HTTP_PORT=str(_free_port()),
             LOG_LEVEL="WARNING",
         )
+        env.update(self.extra_env)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "orderflow.devstack"],

@@ -103,7 +103,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_make_run_stack(stack: Stack) -> None:
     stack.start()
-    assert "Orderflow is running" in stack.log_path.read_text()
+    # The banner follows the stack's own readiness checks, a moment after /readyz.
+    stack.wait(lambda: "Orderflow is running" in stack.log_path.read_text(), 30)
 
     # A crashed worker is restarted by the supervisor, with a log line saying so.
     first_pid = stack.pids("order-worker")[-1]

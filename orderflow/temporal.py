@@ -14,14 +14,18 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     a private CA or a client certificate (mTLS) is configured."""
     if not settings.temporal_tls:
         return False
-    files = (
-        settings.temporal_tls_ca_path,
-        settings.temporal_tls_cert_path,
-        settings.temporal_tls_key_path,
+    # The chart mounts one Secret at fixed paths; a file it lacks (no client
+    # certificate: TLS without mTLS) is simply not there.
+    ca, cert, key = (
+        path.read_bytes() if path is not None and path.is_file() else None
+        for path in (
+            settings.temporal_tls_ca_path,
+            settings.temporal_tls_cert_path,
+            settings.temporal_tls_key_path,
+        )
     )
-    if not any(files):
+    if ca is None and cert is None and key is None:
         return True
-    ca, cert, key = (path.read_bytes() if path else None for path in files)
     return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
 
 

@@ -71,13 +71,17 @@ class Rendered:
 
 
 def pod_spec(workload: Obj) -> Obj:
-    spec: Obj = workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+    spec: Obj = (
+        workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+    )
     return spec
 
 
 def pod_metadata(workload: Obj) -> Obj:
     meta: Obj = (
-        workload["metadata"] if workload["kind"] == "Pod" else workload["spec"]["template"]["metadata"]
+        workload["metadata"]
+        if workload["kind"] == "Pod"
+        else workload["spec"]["template"]["metadata"]
     )
     return meta
 
@@ -92,9 +96,7 @@ def render_set(name: str) -> Rendered:
 
 
 def render(values: dict[str, Any]) -> Rendered:
-    manifests = _chart().render(
-        values, name=RELEASE, namespace=NAMESPACE, is_install=True
-    )
+    manifests = _chart().render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     objects: list[Obj] = []
     notes = ""
     for path, text in sorted(manifests.items()):

@@ -77,8 +77,16 @@ def test_monitoring_stack_picks_up_what_the_chart_ships() -> None:
 
 def test_makefile_has_the_cluster_targets() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    for target in ("kind-up", "images", "deploy", "monitoring", "keda", "k8s-load",
-                   "k8s-smoke", "kind-down"):
+    for target in (
+        "kind-up",
+        "images",
+        "deploy",
+        "monitoring",
+        "keda",
+        "k8s-load",
+        "k8s-smoke",
+        "kind-down",
+    ):
         assert re.search(rf"^{target}:.*## ", makefile, re.M), target
     for path in re.findall(r"(?:k8s|charts)/[\w./-]+\.yaml", makefile):
         assert (REPO_ROOT / path).exists(), path

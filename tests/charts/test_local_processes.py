@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import httpx
 import pytest
@@ -85,22 +85,24 @@ def app_container(rendered: Rendered, workload: str) -> Obj:
         except KeyError:
             continue
         (container,) = pod_spec(obj)["containers"]
-        return container
+        return cast(Obj, container)
     raise KeyError(workload)
 
 
 def wait_http(pod: LocalPod, url: str, want: int = 200) -> httpx.Response:
     deadline = time.monotonic() + STARTUP_SECONDS
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         if pod.proc.poll() is not None:
             raise AssertionError(f"{pod.name} exited ({pod.proc.returncode}):\n{pod.output()}")
         try:
-            last = httpx.get(url, timeout=3)
-            if last.status_code == want:
-                return last
+            response = httpx.get(url, timeout=3)
         except httpx.HTTPError as err:
             last = err
+        else:
+            if response.status_code == want:
+                return response
+            last = response
         time.sleep(0.2)
     raise AssertionError(f"{url} never answered {want}: {last}\n{pod.output()}")
 
@@ -119,9 +121,7 @@ def local_pods(
 ) -> Iterator[dict[str, LocalPod]]:
     logs = tmp_path_factory.mktemp("local-pods")
     data = rendered.config_data()
-    ports = {
-        int(data[setting]): free_port() for setting in set(APP_PORT_SETTING.values())
-    }
+    ports = {int(data[setting]): free_port() for setting in set(APP_PORT_SETTING.values())}
     overrides = {
         "TEMPORAL_ADDRESS": temporal_address,
         "DATABASE_URL": postgres_dsn,
@@ -238,12 +238,18 @@ def test_temporal_dev_container_args_start_a_server(rendered: Rendered, tmp_path
     assert args[args.index("--db-filename") + 1].startswith("/data/")  # the PVC mount
     replace("--db-filename", str(tmp_path / "temporal.db"))
     assert [a for a in args if a.startswith("--")] == [
-        "--ip", "--port", "--ui-port", "--metrics-port", "--db-filename"
+        "--ip",
+        "--port",
+        "--ui-port",
+        "--metrics-port",
+        "--db-filename",
     ]
 
-    proc = subprocess.Popen([str(TEMPORAL_BIN), *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(TEMPORAL_BIN), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
+
         async def healthy() -> bool:
             for _ in range(150):
                 try:

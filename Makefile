@@ -15,10 +15,11 @@ CANCEL   ?= 0
 UPDATE   ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test lint format migrate clean load bench
+.PHONY: help setup run test lint format migrate clean load bench \
+        kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its local services (about a minute the first time)"
@@ -28,12 +29,20 @@ $(STAMP): pyproject.toml
 	@touch $@
 	@echo "==> installed"
 
-setup: $(STAMP) ## create the virtualenv and install (done automatically by the others)
+# checkov (the chart's security scan in `make test`) pins its own dependencies: own venv.
+CHECKOV_STAMP := $(VENV)/tools/checkov/.installed-stamp
+$(CHECKOV_STAMP):
+	@echo "==> installing checkov into $(VENV)/tools/checkov (a minute the first time)"
+	@test -x $(VENV)/tools/checkov/bin/python || $(PYTHON) -m venv $(VENV)/tools/checkov
+	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3.2,<4'
+	@touch $@
+
+setup: $(STAMP) $(CHECKOV_STAMP) ## create the virtualenv and install (done automatically by the others)
 
 run: $(STAMP) ## run PostgreSQL, Temporal, both workers and the API; Ctrl-C stops all
 	@$(BIN)/python -m orderflow.devstack
 
-test: lint ## lint, type-check and run the whole test suite against real services
+test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite against real services
 	@$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and mypy
@@ -62,3 +71,52 @@ migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 
 clean: ## remove the virtualenv and local data (orders, Temporal history)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
+
+# --- Kubernetes on kind (docs/kubernetes.md). These need docker, kind, kubectl and
+# helm on your machine; `make test` checks the chart offline without them.
+CLUSTER    ?= orderflow
+NAMESPACE  ?= orderflow
+RELEASE    ?= orderflow
+IMAGE      ?= orderflow:dev
+
+kind-up: ## kind cluster from kind-config.yaml (3 nodes) plus metrics-server for the HPAs
+	kind create cluster --name $(CLUSTER) --config kind-config.yaml
+	helm repo add metrics-server https://kubernetes-sigs.github.io/metrics-server/ --force-update
+	helm upgrade --install metrics-server metrics-server/metrics-server -n kube-system \
+		--set 'args={--kubelet-insecure-tls}' --wait
+
+images: ## build the image and load it into the kind nodes
+	docker build -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(CLUSTER)
+
+deploy: ## helm upgrade --install the chart with k8s/kind-values.yaml and wait until ready
+	helm upgrade --install $(RELEASE) charts/orderflow -n $(NAMESPACE) --create-namespace \
+		-f k8s/kind-values.yaml --wait --timeout 10m
+
+monitoring: ## kube-prometheus-stack, then the chart's ServiceMonitors and alert rules on
+	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
+	helm upgrade --install monitoring prometheus-community/kube-prometheus-stack -n monitoring \
+		--create-namespace -f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
+	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
+		--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --wait
+
+keda: ## KEDA, then both workers scale on their task-queue backlog (k8s/keda-values.yaml)
+	helm repo add kedacore https://kedacore.github.io/charts --force-update
+	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
+	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
+		-f k8s/keda-values.yaml --wait
+
+k8s-load: ## load-test Job in the cluster: make k8s-load RATE=10 DURATION=120
+	docker build --target loadtest -t orderflow-loadtest:dev .
+	kind load docker-image orderflow-loadtest:dev --name $(CLUSTER)
+	kubectl -n $(NAMESPACE) delete job orderflow-load --ignore-not-found
+	kubectl set env --local -f k8s/loadtest-job.yaml RATE=$(RATE) DURATION=$(DURATION) \
+		-o yaml | kubectl -n $(NAMESPACE) apply -f -
+	kubectl -n $(NAMESPACE) wait --for=condition=complete job/orderflow-load --timeout=30m
+	kubectl -n $(NAMESPACE) logs job/orderflow-load
+
+k8s-smoke: ## helm test: one order through the API in the cluster, to COMPLETED
+	helm test $(RELEASE) -n $(NAMESPACE) --logs
+
+kind-down: ## delete the kind cluster and everything in it
+	kind delete cluster --name $(CLUSTER)

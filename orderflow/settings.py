@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,13 @@ class Settings(BaseSettings):
         "here unless TEMPORAL_ADDRESS is set in the environment.",
     )
     temporal_namespace: str = "default"
+    # A TLS-terminated frontend or Temporal Cloud (the Helm chart's `temporal.mode: external`):
+    # the files are mounted from a Secret; all unset means plain gRPC, as the dev server speaks.
+    temporal_tls: bool = False
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_api_key: SecretStr | None = None
     order_task_queue: str = "orders"
     shipping_task_queue: str = "shipping"
 
@@ -88,6 +95,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_base_url: str = Field("http://127.0.0.1:8000", description="Where the CLI finds the API.")
+    api_token: SecretStr | None = None
 
     # --- Local stack (make run) ---------------------------------------------
     data_dir: Path = Field(

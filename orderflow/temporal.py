@@ -4,13 +4,37 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 
 from orderflow.settings import Settings
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """False for plain gRPC; True for TLS with the system CAs; a TLSConfig when
+    a private CA or a client certificate (mTLS) is configured."""
+    if not settings.temporal_tls:
+        return False
+    # The chart mounts one Secret at fixed paths; a file it lacks (no client
+    # certificate: TLS without mTLS) is simply not there.
+    ca, cert, key = (
+        path.read_bytes() if path is not None and path.is_file() else None
+        for path in (
+            settings.temporal_tls_ca_path,
+            settings.temporal_tls_cert_path,
+            settings.temporal_tls_key_path,
+        )
+    )
+    if ca is None and cert is None and key is None:
+        return True
+    return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
+
+
 async def connect(settings: Settings) -> Client:
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=tls_config(settings),
+        api_key=api_key.get_secret_value() if api_key else None,
     )

@@ -1,0 +1,166 @@
+{{/* Names ------------------------------------------------------------------ */}}
+{{- define "orderflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "orderflow.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>": include "orderflow.component" (list $ "functions") */}}
+{{- define "orderflow.component" -}}
+{{- printf "%s-%s" (include "orderflow.fullname" (index . 0)) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "orderflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "orderflow.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels: include "orderflow.labels" (list $ "functions") ------------------ */}}
+{{- define "orderflow.selectorLabels" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ include "orderflow.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "orderflow.labels" -}}
+{{- $ := index . 0 -}}
+helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "orderflow.selectorLabels" . }}
+app.kubernetes.io/version: {{ $.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $.Release.Service }}
+app.kubernetes.io/part-of: orderflow
+{{- end -}}
+
+{{/* Images ------------------------------------------------------------------ */}}
+{{- define "orderflow.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Addresses and Secrets ---------------------------------------------------- */}}
+{{- define "orderflow.temporalAddress" -}}
+{{- if eq .Values.temporal.mode "dev" -}}
+{{- printf "%s:%v" (include "orderflow.component" (list . "temporal")) .Values.temporal.dev.grpcPort -}}
+{{- else -}}
+{{- required "temporal.external.address is required when temporal.mode=external" .Values.temporal.external.address -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "orderflow.databaseSecretName" -}}
+{{- if eq .Values.postgres.mode "builtin" -}}
+{{- include "orderflow.component" (list . "postgres") -}}
+{{- else if .Values.postgres.external.existingSecret -}}
+{{- .Values.postgres.external.existingSecret -}}
+{{- else -}}
+{{- include "orderflow.component" (list . "database") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "orderflow.databaseSecretKey" -}}
+{{- if eq .Values.postgres.mode "builtin" -}}database-url{{- else -}}{{ .Values.postgres.external.secretKey }}{{- end -}}
+{{- end -}}
+
+{{- define "orderflow.apiTokenSecretName" -}}
+{{- if .Values.apiToken.existingSecret -}}
+{{- .Values.apiToken.existingSecret -}}
+{{- else if .Values.apiToken.value -}}
+{{- include "orderflow.component" (list . "api-token") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "orderflow.temporalTls" -}}
+{{- and (eq .Values.temporal.mode "external") .Values.temporal.external.tls.enabled -}}
+{{- end -}}
+
+{{- define "orderflow.temporalApiKeySecret" -}}
+{{- if eq .Values.temporal.mode "external" -}}{{ .Values.temporal.external.apiKey.existingSecret }}{{- end -}}
+{{- end -}}
+
+{{/* Pod and container hardening shared by every own container ---------------- */}}
+{{- define "orderflow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "orderflow.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Secret env vars of the app containers (config lives in the ConfigMap) ---- */}}
+{{- define "orderflow.secretEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.databaseSecretName" . }}
+      key: {{ include "orderflow.databaseSecretKey" . }}
+{{- with include "orderflow.apiTokenSecretName" . }}
+- name: API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.apiToken.secretKey }}
+{{- end }}
+{{- with include "orderflow.temporalApiKeySecret" . }}
+- name: TEMPORAL_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.temporal.external.apiKey.secretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The TLS files for an external Temporal, mounted read-only ---------------- */}}
+{{- define "orderflow.temporalTlsVolumeMount" -}}
+{{- if and (eq (include "orderflow.temporalTls" .) "true") .Values.temporal.external.tls.existingSecret }}
+- name: temporal-tls
+  mountPath: /etc/orderflow/temporal-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "orderflow.temporalTlsVolume" -}}
+{{- if and (eq (include "orderflow.temporalTls" .) "true") .Values.temporal.external.tls.existingSecret }}
+- name: temporal-tls
+  secret:
+    secretName: {{ .Values.temporal.external.tls.existingSecret }}
+{{- end }}
+{{- end -}}
+
+{{/* Metrics annotations: include "orderflow.scrapeAnnotations" (list $ port) */}}
+{{- define "orderflow.scrapeAnnotations" -}}
+{{- $ := index . 0 -}}
+{{- if $.Values.metrics.annotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/path: {{ $.Values.metrics.path | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "orderflow.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ toJson (list .Values.apiToken .Values.postgres.external .Values.temporal.external) | sha256sum }}
+{{- end -}}

@@ -1,0 +1,244 @@
+"""The chart renders, lints strictly, and every object is valid for Kubernetes 1.31.
+
+Core kinds are validated against the Kubernetes OpenAPI schemas in strict mode
+(unknown fields are errors); the CRD kinds (KEDA, Prometheus Operator), which
+have no schema there, get explicit structural checks.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from tests.charts.chart import (
+    KUBE_VERSION,
+    RELEASE,
+    VALUE_SETS,
+    Obj,
+    Rendered,
+    lint,
+    load_values,
+    pod_metadata,
+    pod_spec,
+    render,
+    render_set,
+)
+
+CRD_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+RECOMMENDED_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
+SETS = list(VALUE_SETS)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_lint_strict_has_no_warnings(name: str) -> None:
+    report = lint(load_values(VALUE_SETS[name]))
+    problems = [m for m in report["messages"] if m["severity"] >= 2]  # 2 warning, 3 error
+    assert not report["errors"] and not problems, report
+
+
+@cache
+def _schema_errors(obj_json: str) -> str | None:
+    # Most objects are identical across value sets and a validation costs ~50 ms: once each.
+    try:
+        kubernetes_validate.validate(json.loads(obj_json), KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        return str(err.message)
+    return None
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_core_objects_are_valid_kubernetes(name: str) -> None:
+    errors = []
+    for obj in render_set(name).objects:
+        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+            continue
+        error = _schema_errors(json.dumps(obj, sort_keys=True))
+        if error:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {error}")
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_only_known_kinds_and_unique_names(name: str) -> None:
+    seen = set()
+    for obj in render_set(name).objects:
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert key not in seen, f"{key} rendered twice"
+        seen.add(key)
+        if "." in obj["apiVersion"].split("/")[0] and not obj["apiVersion"].startswith(
+            ("apps/", "batch/", "policy/", "autoscaling/", "networking.k8s.io/")
+        ):
+            assert (obj["apiVersion"], obj["kind"]) in CRD_KINDS, key
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_object_has_the_recommended_labels(name: str) -> None:
+    for obj in render_set(name).objects:
+        labels = obj["metadata"].get("labels", {})
+        assert set(labels) >= RECOMMENDED_LABELS, (obj["kind"], obj["metadata"]["name"])
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert obj["metadata"]["namespace"] == "orderflow"
+
+
+# --- CRDs: the fields their controllers need -------------------------------------
+
+
+def _deployments(rendered: Rendered) -> set[str]:
+    return {d["metadata"]["name"] for d in rendered.kinds("Deployment")}
+
+
+def _check_scaled_object(obj: Obj, rendered: Rendered) -> None:
+    spec = obj["spec"]
+    assert spec["scaleTargetRef"]["name"] in _deployments(rendered)
+    assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert isinstance(spec["pollingInterval"], int) and isinstance(spec["cooldownPeriod"], int)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "temporal"
+    meta = trigger["metadata"]
+    # KEDA reads trigger metadata as strings only.
+    assert all(isinstance(v, str) for v in meta.values()), meta
+    assert {"endpoint", "namespace", "taskQueue", "targetQueueSize"} <= set(meta)
+    host, _, port = meta["endpoint"].rpartition(":")
+    assert host and port.isdigit()
+    assert int(meta["targetQueueSize"]) >= 1
+    if "authenticationRef" in trigger:
+        rendered.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    # KEDA owns the HPA of a ScaledObject's target: a second one would fight it.
+    target = spec["scaleTargetRef"]["name"]
+    assert not [
+        h for h in rendered.kinds("HorizontalPodAutoscaler") if h["metadata"]["name"] == target
+    ]
+
+
+def _check_trigger_auth(obj: Obj, _rendered: Rendered) -> None:
+    (ref,) = obj["spec"]["secretTargetRef"]
+    assert ref["parameter"] == "apiKey" and ref["name"] and ref["key"]
+
+
+def _selects_a_component(selector: dict[str, Any], rendered: Rendered) -> Obj:
+    labels = selector["matchLabels"]
+    assert labels["app.kubernetes.io/instance"] == RELEASE
+    matches = [
+        w
+        for w in rendered.workloads()
+        if labels.items() <= pod_metadata(w)["labels"].items() and w["kind"] != "Job"
+    ]
+    assert len(matches) == 1, labels
+    return matches[0]
+
+
+def _check_service_monitor(obj: Obj, rendered: Rendered) -> None:
+    selector = obj["spec"]["selector"]["matchLabels"]
+    services = [
+        s for s in rendered.kinds("Service") if selector.items() <= s["metadata"]["labels"].items()
+    ]
+    assert services, f"ServiceMonitor {obj['metadata']['name']} selects no Service"
+    for endpoint in obj["spec"]["endpoints"]:
+        assert endpoint["path"].startswith("/")
+        assert any(endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in services)
+
+
+def _check_pod_monitor(obj: Obj, rendered: Rendered) -> None:
+    workload = _selects_a_component(obj["spec"]["selector"], rendered)
+    names = {p["name"] for c in pod_spec(workload)["containers"] for p in c.get("ports", [])}
+    for endpoint in obj["spec"]["podMetricsEndpoints"]:
+        assert endpoint["port"] in names and endpoint["path"].startswith("/")
+
+
+def _check_prometheus_rule(obj: Obj, _rendered: Rendered) -> None:
+    groups = obj["spec"]["groups"]
+    assert groups
+    for group in groups:
+        assert group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert ("alert" in rule) != ("record" in rule), rule
+            assert isinstance(rule["expr"], str) and rule["expr"].strip()
+
+
+CRD_CHECKS = {
+    "ScaledObject": _check_scaled_object,
+    "TriggerAuthentication": _check_trigger_auth,
+    "ServiceMonitor": _check_service_monitor,
+    "PodMonitor": _check_pod_monitor,
+    "PrometheusRule": _check_prometheus_rule,
+}
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_custom_resources_are_well_formed(name: str) -> None:
+    rendered = render_set(name)
+    for obj in rendered.objects:
+        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+            assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+            CRD_CHECKS[obj["kind"]](obj, rendered)
+
+
+def test_every_crd_kind_is_rendered_by_some_ci_values() -> None:
+    rendered = {(o["apiVersion"], o["kind"]) for n in SETS for o in render_set(n).objects}
+    assert rendered >= CRD_KINDS
+
+
+# --- values: the schema is strict, the guards hold -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"functions": {"replicaz": 3}}, "replicaz"),
+        ({"temporal": {"mode": "cloud"}}, "mode"),
+        ({"config": {"extraEnv": {"lower_case": "x"}}}, "lower_case"),
+        ({"orderWorker": {"terminationGracePeriodSeconds": 10}}, "terminationGracePeriodSeconds"),
+        ({"temporal": {"mode": "external"}}, "temporal.external.address"),
+        ({"postgres": {"mode": "external"}}, "postgres.external"),
+    ],
+)
+def test_bad_values_are_rejected(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render(values)
+
+
+def test_hooks_order_migrations_around_the_database() -> None:
+    builtin = render_set("default").get("Job", f"{RELEASE}-migrations")
+    external = render_set("external-url")
+    job = external.get("Job", f"{RELEASE}-migrations")
+    # The built-in database is part of the release, so it cannot be migrated before install.
+    assert builtin["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    # ... and then the Secret the Job reads must exist before it: a hook with a lower weight.
+    secret = external.get("Secret", f"{RELEASE}-database")
+    assert secret["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+    # A pre-install hook cannot use anything the release itself creates.
+    spec = pod_spec(job)
+    assert "serviceAccountName" not in spec
+    assert not any("envFrom" in c for c in spec["containers"])
+
+
+def test_notes_tell_how_to_reach_everything() -> None:
+    kind = render_set("kind").notes
+    assert "http://localhost:8080" in kind and "http://localhost:8233" in kind
+    assert "http://localhost:3000" in kind and "helm test orderflow" in kind
+    default = render_set("default").notes
+    assert "port-forward svc/orderflow-functions 8000:8000" in default

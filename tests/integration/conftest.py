@@ -1,6 +1,10 @@
 """The whole stack as `make run` runs it (workers + API as separate processes),
 pointed at the session's PostgreSQL and Temporal through DATABASE_URL and
-TEMPORAL_ADDRESS -- the "existing services" mode of `make run`."""
+TEMPORAL_ADDRESS -- the "existing services" mode of `make run`.
+
+As in the Kubernetes deployment, API_TOKEN is set (clients send it) and the
+database URL carries a password (the test server trusts any), so the tests can
+check that neither ever shows up in a log."""
 
 from __future__ import annotations
 
@@ -17,16 +21,23 @@ import pytest
 
 from tests.conftest import free_port
 
+API_TOKEN = "it-token-5b1c0e7a9d"
+DB_PASSWORD = "it-db-pw-84f2c6"
+
 
 @pytest.fixture(scope="session")
-def api_url(
-    postgres_dsn: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def stack_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack") / "stack.log"
+
+
+@pytest.fixture(scope="session")
+def api_url(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterator[str]:
     port = free_port()
-    log_path = tmp_path_factory.mktemp("stack") / "stack.log"
+    log_path = stack_log
     env = {
         **os.environ,
-        "DATABASE_URL": postgres_dsn,
+        "DATABASE_URL": postgres_dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@"),
+        "API_TOKEN": API_TOKEN,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_PORT": str(port),
         "ORDER_WORKER_HTTP_PORT": str(free_port()),
@@ -69,4 +80,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None
 
 @pytest.fixture
 async def http(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=20)
+    return httpx.AsyncClient(
+        base_url=api_url, timeout=20, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )

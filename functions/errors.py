@@ -63,6 +63,14 @@ def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI answers 400 for a body it cannot decode (not UTF-8); it is bad
+            # input like malformed JSON, which is 422, so answer the same way.
+            problem = {"field": "body", "problem": "not valid UTF-8 JSON"}
+            return JSONResponse(
+                error_body(422, "body: not valid UTF-8 JSON", problems=[problem]),
+                status_code=422,
+            )
         message = exc.detail if isinstance(exc.detail, str) else _code(exc.status_code)
         return JSONResponse(
             error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers

@@ -5,6 +5,8 @@ what the schema documents (status code, content type, body)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -43,7 +45,7 @@ schema = schemathesis.openapi.from_dict(app.openapi())
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_schema(case: schemathesis.Case, api_url: str) -> None:
+def test_api_conforms_to_its_schema(case: schemathesis.Case[Any], api_url: str) -> None:
     case.call_and_validate(
         base_url=api_url,
         headers={"Authorization": f"Bearer {API_TOKEN}"},

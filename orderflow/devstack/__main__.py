@@ -81,7 +81,7 @@ async def _start_temporal(sup: Supervisor, settings: Settings) -> str:
 
 
 async def run_stack(settings: Settings, *, durable: bool = True) -> None:
-    sup = Supervisor()
+    sup = Supervisor(hold_dir=settings.data_dir / "hold")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

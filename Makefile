@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format migrate clean
+.PHONY: help setup run test test-faults lint format migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ run: $(STAMP) ## run PostgreSQL, Temporal, both workers and the API; Ctrl-C stop
 
 test: lint ## lint, type-check and run the whole test suite against real services
 	@$(BIN)/pytest
+
+test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
+	@$(BIN)/pytest -m faults tests/faults
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

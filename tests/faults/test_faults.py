@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.faults.stack import (
+    API_TOKEN,
     TERMINAL,
     Client,
     FaultStack,
@@ -155,3 +156,11 @@ async def test_temporal_restart_mid_load(stack: FaultStack, http: httpx.AsyncCli
     await wait_finished(stack.dsn, ids, within=180)
     await assert_completed_exactly_once(stack.dsn, ids)
     print("temporal restart: client saw", client.seen)
+
+
+def test_no_token_in_the_drills_logs(stack: FaultStack) -> None:
+    """Hundreds of authenticated requests, restarts and errors later: the token
+    the clients sent appears nowhere in the logs of any component."""
+    text = stack.log_path.read_text()
+    assert "component started" in text
+    assert API_TOKEN not in text

@@ -15,7 +15,7 @@ CANCEL   ?= 0
 UPDATE   ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test lint format migrate clean load bench \
+.PHONY: help setup run test test-faults lint format migrate clean load bench \
         kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
 
 help: ## list the targets
@@ -44,6 +44,9 @@ run: $(STAMP) ## run PostgreSQL, Temporal, both workers and the API; Ctrl-C stop
 
 test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite against real services
 	@$(BIN)/pytest
+
+test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
+	@$(BIN)/pytest -m faults tests/faults
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

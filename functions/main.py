@@ -9,7 +9,9 @@ from fastapi import FastAPI
 
 from functions import errors
 from functions.deps import reset_resources
+from functions.limits import BodySizeLimit
 from functions.routes import health, orders
+from orderflow.settings import get_settings
 
 
 @asynccontextmanager
@@ -26,6 +28,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=get_settings().api_max_body_bytes)
     app.include_router(orders.router)
     app.include_router(health.router)
     return app

@@ -8,7 +8,8 @@
         --country FR
     orderflow status demo-1 | events demo-1
 
-The API is found at API_BASE_URL (default http://127.0.0.1:8000).
+The API is found at API_BASE_URL (default http://127.0.0.1:8000); when API_TOKEN
+is set, it is sent as the bearer token.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ BaseUrl = Annotated[str | None, typer.Option("--api", help="API base URL (defaul
 
 
 def _client(api: str | None) -> httpx.Client:
-    return httpx.Client(base_url=api or get_settings().api_base_url, timeout=15)
+    settings = get_settings()
+    headers = {}
+    if settings.api_token is not None:
+        headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
+    return httpx.Client(base_url=api or settings.api_base_url, headers=headers, timeout=15)
 
 
 def _call(api: str | None, method: str, path: str, body: Any = None) -> dict[str, Any]:

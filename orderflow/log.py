@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -24,6 +25,42 @@ _TEMPORAL_FIELDS = {
     "activity_type": "activity",
     "update_name": "update",
 }
+
+
+# A password in a URL (postgresql://user:PASSWORD@host), a bearer token, and any
+# field whose name says it holds a secret. Applied to every line of every
+# component, so a secret put in a DSN or a header cannot reach the logs by accident.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+@")
+_BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|authorization|api_key", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords and bearer tokens replaced by ***."""
+    return _BEARER.sub(rf"\g<1>{REDACTED}", _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text))
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else _redact_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def _redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    for key, value in list(event.items()):
+        if _SECRET_KEY.search(key) and key != "event":
+            event[key] = REDACTED
+        else:
+            event[key] = _redact_value(value)
+    return event
 
 
 def _flatten_temporal(
@@ -78,6 +115,7 @@ def configure_logging(component: str, level: str = "INFO", fmt: str = "json") ->
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _flatten_temporal,
         structlog.processors.format_exc_info,
+        _redact_secrets,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(default=str)

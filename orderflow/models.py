@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-ORDER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# Starts with a letter or digit, so "." and ".." (path segments in a URL) are not ids.
+ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 OrderId = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -95,7 +95,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_base_url: str = Field("http://127.0.0.1:8000", description="Where the CLI finds the API.")
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        None,
+        description="When set, the order endpoints require `Authorization: Bearer <token>` "
+        "(the CLI sends it). /healthz, /readyz and /metrics stay open.",
+    )
+    api_public_reads: bool = Field(
+        False,
+        description="With API_TOKEN set, let GET status/events through without the token.",
+    )
+    api_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Larger request bodies are refused with 413 before they are parsed. "
+        "The largest valid order (100 items) is about 4 KiB.",
+    )
 
     # --- Local stack (make run) ---------------------------------------------
     data_dir: Path = Field(
@@ -113,6 +127,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        # API_TOKEN="" must mean "no auth", not "the empty string is the token".
+        return None if value == "" else value
 
     @property
     def embedded_temporal(self) -> bool:

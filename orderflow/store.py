@@ -71,14 +71,19 @@ async def _advance(
     summary: dict[str, Any] | None = None,
 ) -> bool:
     """Move the order to ``state`` if that is forward; return whether it moved."""
+    # The ranks are compared in correlated subqueries, not a join: when a racing
+    # transition commits first, PostgreSQL re-checks this WHERE against the new
+    # row, and only subqueries are re-evaluated then -- a joined `cur` row would
+    # still be the old state's, and the move would be lost (found by the
+    # property test in tests/orderflow/test_store_properties.py).
     row = await conn.fetchrow(
         """UPDATE orders o
               SET state = $2, updated_at = now(),
                   reason = COALESCE($3, o.reason),
                   summary_json = COALESCE($4, o.summary_json)
-             FROM order_states cur, order_states nxt
-            WHERE o.id = $1 AND cur.state = o.state AND nxt.state = $2
-              AND nxt.rank > cur.rank
+            WHERE o.id = $1
+              AND (SELECT rank FROM order_states WHERE state = $2)
+                > (SELECT rank FROM order_states WHERE state = o.state)
         RETURNING o.id""",
         order_id,
         state.value,

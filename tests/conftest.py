@@ -116,15 +116,26 @@ def flaky_off() -> Iterator[None]:
 # --- the whole stack, as `make run` runs it, on the services above ---------------
 
 
+API_TOKEN = "it-token-5b1c0e7a9d"
+DB_PASSWORD = "it-db-pw-84f2c6"
+
+
 @pytest.fixture(scope="session")
-def api_url(
-    postgres_dsn: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def stack_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack") / "stack.log"
+
+
+@pytest.fixture(scope="session")
+def api_url(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterator[str]:
+    """As in the Kubernetes deployment, API_TOKEN is set (clients send it) and the
+    database URL carries a password (the test server trusts any), so tests can check
+    that neither ever shows up in a log."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("stack") / "stack.log"
+    log_path = stack_log
     env = {
         **os.environ,
-        "DATABASE_URL": postgres_dsn,
+        "DATABASE_URL": postgres_dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@"),
+        "API_TOKEN": API_TOKEN,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_PORT": str(port),
         "ORDER_WORKER_HTTP_PORT": str(free_port()),
@@ -167,4 +178,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None
 
 @pytest.fixture
 async def http(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=20)
+    return httpx.AsyncClient(
+        base_url=api_url, timeout=20, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )

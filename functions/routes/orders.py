@@ -22,8 +22,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from functions import auth
 from functions.deps import Resources, ResourcesDep, SettingsDep
-from functions.errors import unavailable
+from functions.errors import documented, unavailable
 from orderflow import store
 from orderflow.models import (
     ORDER_ID_PATTERN,
@@ -37,13 +38,13 @@ from orderflow.models import (
     UpdateAccepted,
 )
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], responses=documented(401, 404, 413, 422, 503))
 
 OrderIdPath = Annotated[
     str,
     Path(
         pattern=ORDER_ID_PATTERN,
-        description="1-64 characters of A-Z a-z 0-9 . _ -",
+        description="1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
         examples=["order-1001"],
     ),
 ]
@@ -92,7 +93,8 @@ def workflow_id(order_id: str) -> str:
     "/{order_id}/start",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Started,
-    responses={409: {"description": "an order with this id exists already"}},
+    responses=documented(409),
+    dependencies=[auth.WRITE],
 )
 async def start_order(
     order_id: OrderIdPath, body: StartOrder, res: ResourcesDep, settings: SettingsDep
@@ -128,7 +130,13 @@ async def start_order(
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 
-@router.post("/{order_id}/signals/approve", status_code=202, response_model=UpdateAccepted)
+@router.post(
+    "/{order_id}/signals/approve",
+    status_code=202,
+    response_model=UpdateAccepted,
+    responses=documented(409),
+    dependencies=[auth.WRITE],
+)
 async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
     # A signal (see OrderWorkflow.approve): recorded by Temporal at once, whatever the
     # order worker is doing; the database tells whether the order has already ended.
@@ -143,7 +151,13 @@ async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
     return UpdateAccepted(order_id=order_id, accepted="approve")
 
 
-@router.post("/{order_id}/signals/cancel", status_code=202, response_model=UpdateAccepted)
+@router.post(
+    "/{order_id}/signals/cancel",
+    status_code=202,
+    response_model=UpdateAccepted,
+    responses=documented(409),
+    dependencies=[auth.WRITE],
+)
 async def cancel(
     order_id: OrderIdPath,
     res: ResourcesDep,
@@ -155,14 +169,20 @@ async def cancel(
     )
 
 
-@router.post("/{order_id}/signals/update-address", status_code=202, response_model=UpdateAccepted)
+@router.post(
+    "/{order_id}/signals/update-address",
+    status_code=202,
+    response_model=UpdateAccepted,
+    responses=documented(409),
+    dependencies=[auth.WRITE],
+)
 async def update_address(
     order_id: OrderIdPath, body: AddressUpdate, res: ResourcesDep, settings: SettingsDep
 ) -> UpdateAccepted:
     return await _update(res, settings.update_timeout_seconds, order_id, "update_address", body)
 
 
-@router.get("/{order_id}/status", response_model=OrderStatus)
+@router.get("/{order_id}/status", response_model=OrderStatus, dependencies=[auth.READ])
 async def order_status(order_id: OrderIdPath, res: ResourcesDep) -> OrderStatus:
     stored = await _stored_order(res, order_id)
     if stored is not None and stored.state.terminal:
@@ -188,7 +208,7 @@ async def order_status(order_id: OrderIdPath, res: ResourcesDep) -> OrderStatus:
         raise unavailable("the order worker") from err
 
 
-@router.get("/{order_id}/events", response_model=OrderEvents)
+@router.get("/{order_id}/events", response_model=OrderEvents, dependencies=[auth.READ])
 async def order_events(order_id: OrderIdPath, res: ResourcesDep) -> OrderEvents:
     try:
         pool = await res.db()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orderflow.devstack import postgres, readiness
 from orderflow.devstack.supervisor import Component, Supervisor
-from orderflow.log import configure_logging, get_logger
+from orderflow.log import configure_logging, get_logger, redact
 from orderflow.migrate import apply_migrations, ensure_database
 from orderflow.settings import Settings, get_settings
 
@@ -81,7 +81,7 @@ async def _start_temporal(sup: Supervisor, settings: Settings) -> str:
 
 
 async def run_stack(settings: Settings, *, durable: bool = True) -> None:
-    sup = Supervisor()
+    sup = Supervisor(hold_dir=settings.data_dir / "hold")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -150,7 +150,7 @@ def _banner(settings: Settings, api: str, database_url: str, temporal_address: s
         f"  API           {api}   (docs: {api}/docs)",
         f"  Temporal UI   {ui}",
         f"  Temporal      {temporal_address}",
-        f"  PostgreSQL    {database_url}",
+        f"  PostgreSQL    {redact(database_url)}",
         "  Try:          .venv/bin/orderflow start demo-1 && .venv/bin/orderflow approve demo-1"
         " && .venv/bin/orderflow watch demo-1",
         "",

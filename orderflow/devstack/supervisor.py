@@ -6,6 +6,11 @@ own, and stops everything in reverse order on shutdown (SIGTERM, then SIGKILL
 after a grace period). Written here rather than taken from honcho or
 supervisord because it must also wait for readiness between components and
 run as part of the same Python process that prepares the services.
+
+Fault drills: while a file named after a component exists in the hold
+directory (``DATA_DIR/hold/<name>`` under `make run`), a component that exits
+is not restarted; deleting the file lets the supervisor restart it. That is
+how a test keeps, say, the shipping worker down for 20 s.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orderflow.log import get_logger
 
@@ -27,6 +33,7 @@ RESTART_BACKOFF_MAX = 30.0
 # A component that stayed up this long is considered healthy again: its next
 # crash restarts it after the initial backoff, not the grown one.
 STABLE_AFTER_SECONDS = 30.0
+HOLD_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -41,7 +48,15 @@ class Component:
 
 
 class Supervisor:
-    def __init__(self, out: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        out: Callable[[str], None] | None = None,
+        *,
+        hold_dir: Path | None = None,
+        backoff_initial: float = RESTART_BACKOFF_INITIAL,
+    ) -> None:
+        self.hold_dir = hold_dir
+        self.backoff_initial = backoff_initial
         self._components: list[Component] = []
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -49,6 +64,8 @@ class Supervisor:
         self._stopping = False
         self._out = out or (lambda line: print(line, flush=True))  # noqa: T201
         self.restarts: dict[str, int] = {}
+        # The delay chosen before each restart, per component (backoff, as logged).
+        self.delays: dict[str, list[float]] = {}
 
     async def start(self, component: Component) -> None:
         """Start a component, wait until it is ready, and keep it running."""
@@ -83,8 +100,24 @@ class Supervisor:
             if line:
                 self._out(f"{name:<{width}} | {line}")
 
+    def held(self, name: str) -> bool:
+        return self.hold_dir is not None and (self.hold_dir / name).exists()
+
+    async def _wait_while_held(self, name: str) -> None:
+        if not self.held(name):
+            return
+        log.warning(
+            "restart held until the hold file is removed", name=name, hold_dir=str(self.hold_dir)
+        )
+        # Polled rather than watched: a file is what a person or a test can create.
+        while True:
+            if self._stopping or not self.held(name):
+                break
+            await asyncio.sleep(HOLD_POLL_SECONDS)
+        log.info("hold released", name=name)
+
     async def _watch(self, component: Component) -> None:
-        backoff = RESTART_BACKOFF_INITIAL
+        backoff = self.backoff_initial
         while True:
             proc = self._procs[component.name]
             started = time.monotonic()
@@ -92,8 +125,9 @@ class Supervisor:
             if self._stopping:
                 return
             if time.monotonic() - started > STABLE_AFTER_SECONDS:
-                backoff = RESTART_BACKOFF_INITIAL
+                backoff = self.backoff_initial
             self.restarts[component.name] = self.restarts.get(component.name, 0) + 1
+            self.delays.setdefault(component.name, []).append(backoff)
             log.warning(
                 "component exited; restarting",
                 name=component.name,
@@ -103,6 +137,7 @@ class Supervisor:
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            await self._wait_while_held(component.name)
             if self._stopping:
                 return
             await self._spawn(component)

@@ -58,6 +58,14 @@ def test_malformed_json_is_422_not_500() -> None:
     assert resp.json()["error"] == "unprocessable_entity"
 
 
+def test_body_that_is_not_utf8_is_422_not_400() -> None:
+    resp = client.post(
+        "/orders/ok-1/start", content=b"\xff\xfe{", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["problems"] == [{"field": "body", "problem": "not valid UTF-8 JSON"}]
+
+
 def test_update_address_requires_an_address() -> None:
     resp = client.post("/orders/ok-1/signals/update-address", json={"address": {"line1": "x"}})
     assert resp.status_code == 422

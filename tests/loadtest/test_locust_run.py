@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orderflow.settings import REPO_ROOT
+from tests.conftest import API_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,8 @@ def test_sequential_orders_complete_and_are_reported(api_url: str, tmp_path: Pat
             str(report),
             "--stop-timeout",
             "10",
+            "--api-token",
+            API_TOKEN,
         ],
         capture_output=True,
         text=True,

@@ -41,6 +41,7 @@ class Stack:
         )
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
 
     @property
     def url(self) -> str:
@@ -54,7 +55,16 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.wait(lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200, 120)
+        # The banner comes once the supervisor's own readiness poll saw the API,
+        # which can be a moment after /readyz first answers 200.
+        self.wait(
+            lambda: (
+                httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+                and self.log_path.read_text().count("Orderflow is running") > self.runs
+            ),
+            120,
+        )
+        self.runs += 1
 
     def stop(self) -> int:
         assert self.proc is not None

@@ -123,10 +123,21 @@ async def advance_order(
     reason: str | None = None,
     summary: dict[str, Any] | None = None,
 ) -> bool:
-    """Move forward to ``state`` and log ``event`` once, in one transaction."""
+    """Move forward to ``state`` and log ``event`` once, in one transaction.
+
+    The event is written when the order moved, or already was in ``state`` (the
+    retry of a transition that committed); never for a move that was refused, so
+    the log cannot claim, say, a cancellation of a completed order.
+    """
     async with conn.transaction():
         moved = await _advance(conn, order_id, state, reason=reason, summary=summary)
-        await _event(conn, order_id, event, f"{order_id}:{event}", payload or {})
+        current = (
+            state.value
+            if moved
+            else await conn.fetchval("SELECT state FROM orders WHERE id = $1", order_id)
+        )
+        if current == state.value:
+            await _event(conn, order_id, event, f"{order_id}:{event}", payload or {})
     return moved
 
 
@@ -212,8 +223,24 @@ async def prepare_shipment(
 async def dispatch_shipment(
     conn: Conn, order_id: str, attempt: int, address: dict[str, Any], tracking_number: str
 ) -> str:
-    """Mark the run dispatched; a repeat keeps the first tracking number and returns it."""
+    """Mark the run dispatched; a repeat keeps the first tracking number and returns it.
+
+    At most one dispatch per order: if an earlier shipping run already dispatched
+    (an attempt that committed, then was cut by its deadline, and the run gave up
+    after it), that dispatch stands and its tracking number is returned.
+    """
     async with conn.transaction():
+        # Serialise dispatches of the same order (runs never overlap, but be sure).
+        await conn.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order_id)
+        earlier = await conn.fetchval(
+            """SELECT tracking_number FROM shipments
+                WHERE order_id = $1 AND status = 'dispatched' AND attempt <> $2
+                ORDER BY attempt LIMIT 1""",
+            order_id,
+            attempt,
+        )
+        if earlier is not None:
+            return str(earlier)
         tracking = await conn.fetchval(
             """UPDATE shipments
                   SET status = 'dispatched', address_json = $3, updated_at = now(),

@@ -137,3 +137,31 @@ async def test_injection_shaped_id_is_just_data(db: asyncpg.Pool) -> None:
     async with db.acquire() as conn:
         assert await store.get_order(conn, "x'; DROP TABLE orders; --") is None
         assert await conn.fetchval("SELECT to_regclass('orders') IS NOT NULL")
+
+
+async def test_refused_transition_logs_no_event(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        await store.advance_order(conn, oid, OrderState.COMPLETED, "order_shipped")
+        assert not await store.advance_order(conn, oid, OrderState.CANCELLED, "order_cancelled")
+        # The retry of the transition that did happen still finds its event in place.
+        assert not await store.advance_order(conn, oid, OrderState.COMPLETED, "order_shipped")
+    assert await event_types(db, oid) == ["order_received", "order_shipped"]
+
+
+async def test_an_order_is_dispatched_at_most_once_across_shipping_runs(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        await store.prepare_shipment(conn, oid, 1, ADDRESS)
+        first = await store.dispatch_shipment(conn, oid, 1, ADDRESS, "TRK-RUN1")
+        # Run 1 gave up after that committed attempt; run 2 must not ship again.
+        await store.prepare_shipment(conn, oid, 2, ADDRESS)
+        second = await store.dispatch_shipment(conn, oid, 2, ADDRESS, "TRK-RUN2")
+        dispatched = await conn.fetchval(
+            "SELECT count(*) FROM shipments WHERE order_id=$1 AND status='dispatched'", oid
+        )
+    assert first == second == "TRK-RUN1"
+    assert dispatched == 1
+    assert (await event_types(db, oid)).count("carrier_dispatched") == 1

@@ -40,6 +40,7 @@ ADDRESS = {"line1": "1 Load Street", "city": "Berlin", "postal_code": "10115", "
 NEW_ADDRESS = {"line1": "2 Other Road", "city": "Hamburg", "postal_code": "20095", "country": "DE"}
 PROGRESS_EVERY_SECONDS = 2.0
 USERS_PER_RATE = 4
+FOLLOWER_CONNECTIONS = 500
 
 _records: list[OrderRecord] = []
 _followers: list[gevent.Greenlet] = []
@@ -76,7 +77,12 @@ def _arguments(parser: Any) -> None:
     group.add_argument(
         "--api-token", default="", env_var="API_TOKEN", help="Bearer token, if the API requires one"
     )
-    group.add_argument("--poll-interval", type=float, default=0.5)
+    group.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds between status reads of an order in flight",
+    )
     group.add_argument(
         "--drain-seconds",
         type=float,
@@ -253,8 +259,13 @@ def _progress(environment: Environment) -> None:
 def _on_start(environment: Environment, **_: Any) -> None:
     global _session, _started_at
     _started_at = time.time()
+    # One session follows every order in flight: it must not queue them behind its
+    # default 10 connections, or the tool measures itself.
     _session = FastHttpSession(
-        base_url=environment.host, request_event=environment.events.request, user=None
+        base_url=environment.host,
+        request_event=environment.events.request,
+        user=None,
+        concurrency=FOLLOWER_CONNECTIONS,
     )
     _followers.append(gevent.spawn(_progress, environment))
 

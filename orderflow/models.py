@@ -167,7 +167,11 @@ class OrderStatus(BaseModel):
     started_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
-    source: str = Field("workflow", description="`workflow` (live query) or `database`")
+    source: str = Field(
+        "workflow",
+        description="`workflow` (live query), `database` (stored state: the order ended, or "
+        "its worker was busy) or `temporal` (just started, not stored yet)",
+    )
 
 
 # --- activity inputs --------------------------------------------------------------

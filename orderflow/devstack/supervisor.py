@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,17 @@ class Component:
     # Awaited after each (re)start; the next component starts only once it returns.
     ready: Callable[[], Awaitable[None]] | None = None
     stop_grace_seconds: float = 15.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies, however it dies
+    (even SIGKILL), so a crashed `make run` never leaves orphans holding its ports."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class Supervisor:
@@ -87,6 +100,7 @@ class Supervisor:
             # Own process group: Ctrl-C in the terminal reaches the supervisor only,
             # which then stops the children in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._procs[component.name] = proc
         self._pumps.add(asyncio.create_task(self._pump(component.name, proc)))

@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from functions import errors
+from functions import errors, metrics
 from functions.deps import reset_resources
 from functions.routes import health, orders
+from orderflow.settings import get_settings
+from orderflow.tracing import instrument_fastapi
 
 
 @asynccontextmanager
@@ -28,6 +30,9 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(orders.router)
     app.include_router(health.router)
+    metrics.install(app)
+    if get_settings().tracing_enabled:
+        instrument_fastapi(app)
     return app
 
 

@@ -26,6 +26,15 @@ _TEMPORAL_FIELDS = {
 }
 
 
+def _add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    # Lets a slow order's log lines be found from its trace, and the reverse.
+    from orderflow.tracing import current_trace_ids
+
+    for key, value in current_trace_ids().items():
+        event.setdefault(key, value)
+    return event
+
+
 def _flatten_temporal(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> Mapping[str, Any]:
@@ -80,6 +89,7 @@ def configure_logging(component: str, level: str = "INFO", fmt: str = "json") ->
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _flatten_temporal,
+        _add_trace_ids,
         structlog.processors.format_exc_info,
     ]
     renderer: Any = (

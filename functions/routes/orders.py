@@ -22,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from functions import metrics
 from functions.deps import Resources, ResourcesDep, SettingsDep
 from functions.errors import unavailable
 from orderflow import store
@@ -119,6 +120,7 @@ async def start_order(
         raise HTTPException(409, f"order {order_id} already exists") from err
     except RPCError as err:
         raise unavailable("Temporal") from err
+    metrics.ORDERS_STARTED.inc()
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 
@@ -196,6 +198,18 @@ async def _temporal(res: Resources) -> Any:
 
 
 async def _update(
+    res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
+) -> UpdateAccepted:
+    try:
+        accepted = await _send_update(res, wait_seconds, order_id, name, arg)
+    except HTTPException as err:
+        metrics.order_update(name, "rejected" if err.status_code == 409 else str(err.status_code))
+        raise
+    metrics.order_update(name, "accepted")
+    return accepted
+
+
+async def _send_update(
     res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
 ) -> UpdateAccepted:
     client = await _temporal(res)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,19 +19,26 @@ import pytest
 from tests.conftest import free_port
 
 
+@dataclass(frozen=True)
+class Stack:
+    api_url: str
+    order_worker_url: str
+    shipping_worker_url: str
+
+
 @pytest.fixture(scope="session")
-def api_url(
+def stack(
     postgres_dsn: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    port = free_port()
+) -> Iterator[Stack]:
+    port, order_port, shipping_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("stack") / "stack.log"
     env = {
         **os.environ,
         "DATABASE_URL": postgres_dsn,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_PORT": str(port),
-        "ORDER_WORKER_HTTP_PORT": str(free_port()),
-        "SHIPPING_WORKER_HTTP_PORT": str(free_port()),
+        "ORDER_WORKER_HTTP_PORT": str(order_port),
+        "SHIPPING_WORKER_HTTP_PORT": str(shipping_port),
         "REVIEW_TIMEOUT_SECONDS": "20",
         "LOG_FORMAT": "json",
     }
@@ -44,13 +52,18 @@ def api_url(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log_path)
-        yield url
+        yield Stack(url, f"http://127.0.0.1:{order_port}", f"http://127.0.0.1:{shipping_port}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> str:
+    return stack.api_url
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 
 # `*_created` series double the output and no dashboard or alert reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BUILD_INFO = Gauge(
     "orderflow_build_info", "One per running process, by component.", ["component", "version"]

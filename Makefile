@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format migrate clean
+.PHONY: help setup run test lint format migrate clean observe dashboards
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate
+
+observe: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping `make run`'s stack, with the alert rules
+	@$(BIN)/python -m observability.prometheus
+
+dashboards: $(STAMP) ## regenerate the Grafana dashboards in charts/orderflow/dashboards
+	@$(BIN)/python -m observability.dashboards
 
 clean: ## remove the virtualenv and local data (orders, Temporal history)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         "worker. Its metrics are served again on the worker's /metrics, so nothing scrapes "
         "this port; 0 picks a free one.",
     )
+    prometheus_port: int = Field(
+        9090, ge=1, le=65535, description="Where `make observe` serves Prometheus (127.0.0.1)."
+    )
     # The standard OpenTelemetry variables, read here like every other setting.
     otel_traces_exporter: Literal["none", "console", "otlp"] = Field(
         "none", description="`otlp` sends spans to OTEL_EXPORTER_OTLP_ENDPOINT."

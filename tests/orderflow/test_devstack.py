@@ -103,7 +103,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_make_run_stack(stack: Stack) -> None:
     stack.start()
-    assert "Orderflow is running" in stack.log_path.read_text()
+    # The API answers /readyz a moment before the supervisor's own probe sees it
+    # and prints the banner: wait for the line instead of racing it.
+    stack.wait(lambda: "Orderflow is running" in stack.log_path.read_text(), 10)
 
     # A crashed worker is restarted by the supervisor, with a log line saying so.
     first_pid = stack.pids("order-worker")[-1]

@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from orderflow.tracing import current_trace_ids
+
 _TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
     "run_id": "run_id",
@@ -28,8 +30,6 @@ _TEMPORAL_FIELDS = {
 
 def _add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     # Lets a slow order's log lines be found from its trace, and the reverse.
-    from orderflow.tracing import current_trace_ids
-
     for key, value in current_trace_ids().items():
         event.setdefault(key, value)
     return event

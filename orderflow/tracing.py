@@ -34,7 +34,8 @@ def service_name(settings: Settings, component: str) -> str:
 
 def _exporter(settings: Settings) -> SpanExporter:
     if settings.otel_traces_exporter == "console":
-        return ConsoleSpanExporter()
+        # One line per span, like the JSON log lines around it.
+        return ConsoleSpanExporter(formatter=lambda span: span.to_json(indent=None) + "\n")
     endpoint = settings.otel_exporter_otlp_endpoint
     if settings.otel_exporter_otlp_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (

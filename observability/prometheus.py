@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,8 @@ def main() -> None:
     )
     sys.stdout.flush()
     proc = subprocess.Popen(command(binary, config_file, base / "data", settings.prometheus_port))
+    # Stopped by a supervisor (SIGTERM) rather than Ctrl-C: take Prometheus along.
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         raise SystemExit(proc.wait())
     except KeyboardInterrupt:

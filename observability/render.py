@@ -116,7 +116,7 @@ def render(prometheus: str, uid: str, minutes: int, out: Path) -> None:
     with httpx.Client(base_url=prometheus, timeout=10) as prom:
         for ax, panel in zip(axes.flat, dash.panels, strict=False):
             _draw(ax, prom, panel, start, end, minutes)
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
     for ax in list(axes.flat)[len(dash.panels) :]:
         ax.set_axis_off()
     fig.suptitle(f"{dash.title} (rendered from Prometheus, last {minutes} min)", fontsize=11)

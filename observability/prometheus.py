@@ -41,13 +41,16 @@ def ensure_installed() -> str:
         )
     sys.stderr.write("==> installing Prometheus (apt-get install prometheus)\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([apt, "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [apt, "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    try:
+        subprocess.run([apt, "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [apt, "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    except subprocess.CalledProcessError as err:
+        raise NotInstalled(f"apt-get could not install prometheus: {err}") from err
     found = shutil.which("prometheus")
     if found is None:
         raise NotInstalled("apt-get installed prometheus but the binary is not on PATH")

@@ -15,7 +15,7 @@ CANCEL   ?= 0
 UPDATE   ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults lint format migrate clean load bench \
+.PHONY: help setup run test test-faults lint format migrate clean load bench observe dashboards \
         kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
 
 help: ## list the targets
@@ -71,6 +71,12 @@ bench: $(STAMP) ## run the benchmark suite on a fresh local stack; writes docs/b
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate
+
+observe: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping `make run`'s stack, with the alert rules
+	@$(BIN)/python -m observability.prometheus
+
+dashboards: $(STAMP) ## regenerate the Grafana dashboards in charts/orderflow/dashboards
+	@$(BIN)/python -m observability.dashboards
 
 clean: ## remove the virtualenv and local data (orders, Temporal history)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,7 @@ import uvicorn
 
 from orderflow.log import configure_logging
 from orderflow.settings import get_settings
+from orderflow.tracing import configure_tracing
 
 # In-flight requests are short (one Temporal or database call); this is ample.
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -17,6 +18,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 def main() -> None:
     settings = get_settings()
     configure_logging("api", settings.log_level, settings.log_format)
+    configure_tracing(settings, "api")
     uvicorn.run(
         "functions.main:app",
         host=settings.api_host,

@@ -12,8 +12,10 @@ from mangum import Mangum
 from functions.main import app
 from orderflow.log import configure_logging
 from orderflow.settings import get_settings
+from orderflow.tracing import configure_tracing
 
 _settings = get_settings()
 configure_logging("functions-lambda", _settings.log_level, _settings.log_format)
+configure_tracing(_settings, "functions-lambda")
 
 handler = Mangum(app, lifespan="off")

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from functions import errors
+from functions import errors, metrics
 from functions.deps import reset_resources
 from functions.limits import BodySizeLimit
 from functions.routes import health, orders
 from orderflow.settings import get_settings
+from orderflow.tracing import instrument_fastapi
 
 
 @asynccontextmanager
@@ -31,6 +32,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=get_settings().api_max_body_bytes)
     app.include_router(orders.router)
     app.include_router(health.router)
+    metrics.install(app)
+    if get_settings().tracing_enabled:
+        instrument_fastapi(app)
     return app
 
 

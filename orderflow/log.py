@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from orderflow.tracing import current_trace_ids
+
 _TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
     "run_id": "run_id",
@@ -60,6 +62,13 @@ def _redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
             event[key] = REDACTED
         else:
             event[key] = _redact_value(value)
+    return event
+
+
+def _add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    # Lets a slow order's log lines be found from its trace, and the reverse.
+    for key, value in current_trace_ids().items():
+        event.setdefault(key, value)
     return event
 
 
@@ -114,6 +123,7 @@ def configure_logging(component: str, level: str = "INFO", fmt: str = "json") ->
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _flatten_temporal,
+        _add_trace_ids,
         structlog.processors.format_exc_info,
         _redact_secrets,
     ]

@@ -119,6 +119,28 @@ class Settings(BaseSettings):
     embedded_temporal_ui_port: int = Field(8233, ge=1, le=65535)
     embedded_postgres_port: int = Field(55432, ge=1, le=65535)
 
+    # --- Observability (docs/observability.md) --------------------------------
+    temporal_sdk_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Loopback port of the Temporal SDK's own Prometheus listener inside a "
+        "worker. Its metrics are served again on the worker's /metrics, so nothing scrapes "
+        "this port; 0 picks a free one.",
+    )
+    prometheus_port: int = Field(
+        9090, ge=1, le=65535, description="Where `make observe` serves Prometheus (127.0.0.1)."
+    )
+    # The standard OpenTelemetry variables, read here like every other setting.
+    otel_traces_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="`otlp` sends spans to OTEL_EXPORTER_OTLP_ENDPOINT."
+    )
+    otel_service_name: str | None = Field(
+        None, description="Defaults to orderflow-<component>, one service per process kind."
+    )
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+
     # --- Logging ------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -143,6 +165,10 @@ class Settings(BaseSettings):
     def embedded_postgres(self) -> bool:
         """`make run` starts PostgreSQL unless DATABASE_URL was given."""
         return "database_url" not in self.model_fields_set
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.otel_traces_exporter != "none"
 
     @property
     def flaky_enabled(self) -> bool:

@@ -332,3 +332,22 @@ async def list_events(conn: Conn, order_id: str, limit: int = 500) -> list[dict[
 
 async def ping(conn: Conn) -> None:
     await conn.fetchval("SELECT 1")
+
+
+@dataclass(frozen=True)
+class OpenOrders:
+    state: OrderState
+    count: int
+    oldest_update_age_seconds: float
+
+
+async def open_orders(conn: Conn) -> list[OpenOrders]:
+    """Orders not yet in a terminal state, per state, with the age of the stalest one."""
+    rows = await conn.fetch(
+        """SELECT o.state, count(*) AS n,
+                  EXTRACT(EPOCH FROM now() - min(o.updated_at))::float8 AS oldest
+             FROM orders o JOIN order_states s ON s.state = o.state
+            WHERE NOT s.terminal
+         GROUP BY o.state"""
+    )
+    return [OpenOrders(OrderState(r["state"]), r["n"], r["oldest"]) for r in rows]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from orderflow.settings import Settings
+from orderflow.tracing import temporal_interceptors
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -29,7 +31,8 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """``runtime`` carries the SDK's metrics (workers); None is the SDK's default."""
     api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
@@ -37,4 +40,6 @@ async def connect(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key else None,
+        interceptors=temporal_interceptors(settings),
+        runtime=runtime,
     )

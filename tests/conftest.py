@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -125,25 +126,31 @@ def stack_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack") / "stack.log"
 
 
+@dataclass(frozen=True)
+class Stack:
+    api_url: str
+    order_worker_url: str
+    shipping_worker_url: str
+
+
 @pytest.fixture(scope="session")
-def api_url(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterator[str]:
+def stack(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterator[Stack]:
     """As in the Kubernetes deployment, API_TOKEN is set (clients send it) and the
     database URL carries a password (the test server trusts any), so tests can check
     that neither ever shows up in a log."""
-    port = free_port()
-    log_path = stack_log
+    port, order_port, shipping_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": postgres_dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@"),
         "API_TOKEN": API_TOKEN,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_PORT": str(port),
-        "ORDER_WORKER_HTTP_PORT": str(free_port()),
-        "SHIPPING_WORKER_HTTP_PORT": str(free_port()),
+        "ORDER_WORKER_HTTP_PORT": str(order_port),
+        "SHIPPING_WORKER_HTTP_PORT": str(shipping_port),
         "REVIEW_TIMEOUT_SECONDS": "20",
         "LOG_FORMAT": "json",
     }
-    with open(log_path, "wb") as log:
+    with open(stack_log, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orderflow.devstack"],
             env=env,
@@ -152,14 +159,19 @@ def api_url(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterat
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc, log_path)
-        yield url
+        _wait_ready(url, proc, stack_log)
+        yield Stack(url, f"http://127.0.0.1:{order_port}", f"http://127.0.0.1:{shipping_port}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> str:
+    return stack.api_url
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:

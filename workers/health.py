@@ -1,4 +1,4 @@
-"""The worker's own small HTTP endpoint: liveness and readiness probes.
+"""The worker's own small HTTP endpoint: liveness and readiness probes, and metrics.
 
 Served on WORKER_HTTP_HOST and the worker's port (ORDER_WORKER_HTTP_PORT /
 SHIPPING_WORKER_HTTP_PORT) by uvicorn inside the worker process, on the same
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
@@ -26,10 +27,21 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 
 class WorkerHealth:
-    def __init__(self, client: Client, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        pool: asyncpg.Pool,
+        metrics: Callable[[], Awaitable[bytes]] | None = None,
+    ) -> None:
         self.client = client
         self.pool = pool
         self.polling = False
+        self._metrics = metrics
+
+    async def metrics(self, _request: Request) -> Response:
+        """Prometheus text: the worker's own metrics and the Temporal SDK's."""
+        body = await self._metrics() if self._metrics else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, _request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -57,7 +69,13 @@ class WorkerHealth:
         )
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz)])
+        return Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics),
+            ]
+        )
 
     def server(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(

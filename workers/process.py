@@ -19,10 +19,13 @@ from temporalio.worker import Worker
 
 from orderflow.db import create_pool
 from orderflow.log import configure_logging, get_logger
+from orderflow.metrics import announce
 from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
+from orderflow.tracing import configure_tracing
 from workers import flaky
 from workers.health import WorkerHealth
+from workers.telemetry import WorkerMetrics
 
 log = get_logger(__name__)
 
@@ -55,7 +58,11 @@ async def serve(
     settings = get_settings()
     configure_logging(component, settings.log_level, settings.log_format)
     flaky.set_enabled(settings.flaky_enabled)
-    client = await connect(settings)
+    tracing = configure_tracing(settings, component)
+    metrics = WorkerMetrics(settings)
+    announce(component)
+    # The client's TracingInterceptor also applies to the worker built on it.
+    client = await connect(settings, runtime=metrics.runtime)
     pool = await create_pool(settings)
     worker = make_worker(client, settings, pool)
 
@@ -64,7 +71,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    health = WorkerHealth(client, pool)
+    health = WorkerHealth(client, pool, metrics.render)
     http = health.server(settings.worker_http_host, http_port(settings))
     http_task = asyncio.create_task(http.serve())
     log.info(
@@ -73,6 +80,7 @@ async def serve(
         temporal=settings.temporal_address,
         flaky=settings.flaky,
         http=f"{settings.worker_http_host}:{http_port(settings)}",
+        tracing=settings.otel_traces_exporter if tracing else "off",
     )
     async with worker:
         health.polling = True
@@ -84,6 +92,7 @@ async def serve(
         )
     http.should_exit = True
     await http_task
+    await metrics.close()
     await pool.close()
     log.info("worker stopped")
 

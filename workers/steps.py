@@ -23,6 +23,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
+    from workers import metrics
     from workers.policies import REGULAR_RETRY, SINGLE_ATTEMPT, StepMode, StepPolicy
 
 A = TypeVar("A")
@@ -95,7 +96,9 @@ class StepRunner:
                 if isinstance(cause, CancelledError):
                     raise  # the workflow is being cancelled: stop, do not retry
                 type_, message, retryable = _describe(cause)
-                consecutive_timeouts = consecutive_timeouts + 1 if type_ == "Timeout" else 0
+                timed_out = type_ == "Timeout"
+                metrics.attempt(activity.__name__, "timeout" if timed_out else "error")
+                consecutive_timeouts = consecutive_timeouts + 1 if timed_out else 0
                 self.record_error(step, attempt, type_, message)
                 elapsed = workflow.now() - started
                 giving_up = not retryable or policy.gives_up(attempt, elapsed)
@@ -112,11 +115,14 @@ class StepRunner:
                     },
                 )
                 if giving_up:
+                    metrics.step_finished(str(step), "gave_up", workflow.now() - started)
                     raise StepFailed(step, f"{type_}: {message} (attempt {attempt})") from err
                 delay = policy.backoff_for(attempt)
                 if delay:
                     await workflow.sleep(delay)
                 continue
+            metrics.attempt(activity.__name__, "success")
+            metrics.step_finished(str(step), "success", workflow.now() - started)
             if attempt > 1:
                 workflow.logger.info(
                     "step succeeded after retries",

@@ -6,6 +6,7 @@ Every state change happens in the workflow; nothing here writes to the database.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from functions import auth
+from functions import auth, metrics
 from functions.deps import Resources, ResourcesDep, SettingsDep
 from functions.errors import documented, unavailable
 from orderflow import store
@@ -128,6 +129,7 @@ async def start_order(
         raise HTTPException(409, f"order {order_id} already exists") from err
     except RPCError as err:
         raise unavailable("Temporal") from err
+    metrics.ORDERS_STARTED.inc()
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 
@@ -139,6 +141,10 @@ async def start_order(
     dependencies=[auth.WRITE],
 )
 async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
+    return await _counted("approve", _send_approve(res, order_id))
+
+
+async def _send_approve(res: Resources, order_id: str) -> UpdateAccepted:
     # A signal (see OrderWorkflow.approve): recorded by Temporal at once, whatever the
     # order worker is doing; the database tells whether the order has already ended.
     stored = await _stored_order(res, order_id)
@@ -251,6 +257,23 @@ async def _temporal(res: Resources) -> Any:
 
 
 async def _update(
+    res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
+) -> UpdateAccepted:
+    return await _counted(name, _send_update(res, wait_seconds, order_id, name, arg))
+
+
+async def _counted(name: str, send: Awaitable[UpdateAccepted]) -> UpdateAccepted:
+    """Count the customer action by its result (accepted / rejected / error status)."""
+    try:
+        accepted = await send
+    except HTTPException as err:
+        metrics.order_update(name, "rejected" if err.status_code == 409 else str(err.status_code))
+        raise
+    metrics.order_update(name, "accepted")
+    return accepted
+
+
+async def _send_update(
     res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
 ) -> UpdateAccepted:
     client = await _temporal(res)

@@ -72,9 +72,13 @@ class Harness:
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, db: asyncpg.Pool, *overrides: Callable[..., Any]
+    client: Client,
+    db: asyncpg.Pool,
+    *overrides: Callable[..., Any],
+    queues: tuple[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
-    order_queue, shipping_queue = f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}"
+    """``queues`` (order, shipping) lets a second set of workers take over the first's."""
+    order_queue, shipping_queue = queues or (f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}")
     oa, sa = OrderActivities(db), ShippingActivities(db)
     order_acts: list[Callable[..., Any]] = [
         oa.order_received,

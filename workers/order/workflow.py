@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateAccepted,
         ValidateInput,
     )
+    from workers import metrics
     from workers.order.activities import OrderActivities
     from workers.policies import BUSINESS_STEP, COMPENSATION_STEP
     from workers.shipping.workflow import ShippingWorkflow
@@ -162,6 +163,7 @@ class OrderWorkflow:
             self._shipping_attempt = attempt
             self._at(Step.PREPARE)
             self._set_state(OrderState.SHIPPING)
+            metrics.shipping_run(attempt)
             self._child_ready = False
             child = await workflow.start_child_workflow(
                 ShippingWorkflow.run,
@@ -266,6 +268,7 @@ class OrderWorkflow:
     async def _finish(self, state: OrderState) -> OrderResult:
         self._set_state(state)
         self._finished_at = workflow.now()
+        metrics.order_finished(state.value)
         self._at(Step.DONE)
         # Let an address update that is still persisting finish before the run ends.
         await workflow.wait_condition(workflow.all_handlers_finished)

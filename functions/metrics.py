@@ -1,0 +1,108 @@
+"""The API's Prometheus metrics, served at GET /metrics on the API port.
+
+HTTP requests by route template (not raw path: order ids would explode the
+series count), method and status; orders started and customer updates sent;
+and, read from PostgreSQL at scrape time, the orders still open per state with
+the age of the stalest one (what the "stuck orders" alert watches). Behind
+Lambda each container counts only its own invocations; scrape the API where it
+runs as a long-lived process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram
+
+from functions.deps import ResourcesDep
+from orderflow import store
+from orderflow.log import get_logger
+from orderflow.metrics import announce, exposition
+from orderflow.models import TERMINAL_STATES, OrderState
+
+log = get_logger(__name__)
+
+COMPONENT = "api"
+DB_SCRAPE_TIMEOUT_SECONDS = 2.0
+
+HTTP_REQUESTS = Counter(
+    "orderflow_http_requests",
+    "HTTP requests by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "orderflow_http_request_duration_seconds",
+    "HTTP request latency by route template and method.",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ORDERS_STARTED = Counter("orderflow_api_orders_started", "Order workflows started by the API.")
+ORDER_UPDATES = Counter(
+    "orderflow_api_order_updates",
+    "Customer updates (approve, cancel, update_address) sent to orders, by result.",
+    ["update", "result"],
+)
+OPEN_ORDERS = Gauge(
+    "orderflow_orders_open", "Orders not in a terminal state (from the database).", ["state"]
+)
+OLDEST_OPEN = Gauge(
+    "orderflow_orders_open_oldest_update_age_seconds",
+    "Seconds since the stalest open order in each state last changed (0: none open).",
+    ["state"],
+)
+OPEN_STATES = [s for s in OrderState if s not in TERMINAL_STATES]
+
+router = APIRouter(tags=["health"])
+
+
+def _route_template(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+async def _observe(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route, method = _route_template(request), request.method
+        HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+        HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+
+
+def order_update(update: str, result: str) -> None:
+    ORDER_UPDATES.labels(update=update, result=result).inc()
+
+
+async def _refresh_open_orders(res: ResourcesDep) -> None:
+    pool = await res.db()
+    async with pool.acquire() as conn:
+        rows = {row.state: row for row in await store.open_orders(conn)}
+    for state in OPEN_STATES:
+        row = rows.get(state)
+        OPEN_ORDERS.labels(state=state.value).set(row.count if row else 0)
+        OLDEST_OPEN.labels(state=state.value).set(row.oldest_update_age_seconds if row else 0)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(res: ResourcesDep) -> Response:
+    try:
+        await asyncio.wait_for(_refresh_open_orders(res), DB_SCRAPE_TIMEOUT_SECONDS)
+    except Exception as err:  # the request metrics are still worth serving
+        log.warning("open orders not refreshed", error=f"{type(err).__name__}: {err}")
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: FastAPI) -> None:
+    announce(COMPONENT)
+    app.middleware("http")(_observe)
+    app.include_router(router)

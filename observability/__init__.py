@@ -1,0 +1,1 @@
+"""Observability as code: Grafana dashboards and a local Prometheus (docs/observability.md)."""

@@ -9,6 +9,7 @@ asserts a timing. `BENCH_QUICK=1` shortens every phase (for a smoke run).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 import matplotlib
+from temporalio.client import Client
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -43,6 +45,8 @@ HTTP_SECONDS = 15 if QUICK else 30
 RSS_RATE = 5
 RSS_SECONDS = 60 if QUICK else 300
 COLD_START_RUNS = 5
+# Orders a phase leaves running (or never approved) must not load the next one.
+DRAIN_LIMIT_SECONDS = 180
 # The ruled-out design holds a worker slot per hung attempt for 300 s, so it is
 # measured on a few sequential orders only (a rate would exhaust the 100 slots).
 REGULAR_ORDERS = 3 if QUICK else 10
@@ -67,6 +71,7 @@ class Stack:
     out: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     api_port: int = field(default_factory=_free_port)
+    temporal_port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +88,7 @@ class Stack:
             DATA_DIR=str(self.out / "data"),
             API_PORT=str(self.api_port),
             EMBEDDED_POSTGRES_PORT=str(_free_port()),
-            EMBEDDED_TEMPORAL_PORT=str(_free_port()),
+            EMBEDDED_TEMPORAL_PORT=str(self.temporal_port),
             EMBEDDED_TEMPORAL_UI_PORT=str(_free_port()),
             ORDER_WORKER_HTTP_PORT=str(_free_port()),
             SHIPPING_WORKER_HTTP_PORT=str(_free_port()),
@@ -193,8 +198,27 @@ def locust(stack: Stack, out: Path, *args: str) -> dict[str, Any]:
     return summary
 
 
+def running_workflows(stack: Stack) -> int:
+    async def count() -> int:
+        client = await Client.connect(f"127.0.0.1:{stack.temporal_port}")
+        return (await client.count_workflows("ExecutionStatus='Running'")).count
+
+    return asyncio.run(count())
+
+
+def drain(stack: Stack) -> float:
+    """Wait until no workflow runs, so each phase starts from an idle system."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_LIMIT_SECONDS:
+        if running_workflows(stack) == 0:
+            break
+        time.sleep(2)
+    return round(time.monotonic() - started, 1)
+
+
 def phase(stack: Stack, out: Path, name: str, *args: str) -> dict[str, Any]:
-    _say(f"{name}: {' '.join(args)}")
+    waited = drain(stack)
+    _say(f"{name}: {' '.join(args)} (waited {waited} s for the previous load to drain)")
     sampler = Sampler(stack)
     sampler.start()
     summary = locust(stack, out / name, *args)
@@ -203,6 +227,7 @@ def phase(stack: Stack, out: Path, name: str, *args: str) -> dict[str, Any]:
         c: round(sum(s[f"{c}_cpu"] for s in samples) / max(1, len(samples)), 1) for c in COMPONENTS
     }
     summary["samples"] = samples
+    summary["drained_before_seconds"] = waited
     lat = summary["latency"]
     _say(
         f"{name}: {summary['orders']} orders {summary['by_state']} p50 {lat['p50']} "

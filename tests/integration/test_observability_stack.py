@@ -118,6 +118,11 @@ async def test_every_panel_and_rule_works_against_prometheus(
         finished = 'sum(orderflow_orders_finished_total{state=~"completed|cancelled"})'
         assert await _query_until_data(prom, f"{finished} >= 4", within=20), "orders not scraped"
 
+        # Every target must have been scraped successfully before the names are read.
+        for job in ("orderflow-api", "orderflow-order-worker", "orderflow-shipping-worker"):
+            up = await _query_until_data(prom, f'up{{job="{job}"}} == 1', within=20)
+            assert up, f"{job} never scraped: {(await _query(prom, 'up'))['data']['result']}"
+        assert await _query_until_data(prom, "orderflow_api_orders_started_total", within=20)
         exported = set((await prom.get("/api/v1/label/__name__/values")).json()["data"])
         empty, unknown = [], []
         for uid, title, expr in dashboard_queries(dashboards.DASHBOARD_DIR):

@@ -55,6 +55,18 @@ def order_id_of(handle: WorkflowHandle[Any, Any]) -> str:
     return handle.id.removeprefix("order-")
 
 
+def held_prepare(db: asyncpg.Pool, gate: Gate) -> Any:
+    """A `package_prepared` that waits for the test to open the gate: the order sits
+    in its shipping step, before dispatch, for as long as the test needs."""
+
+    @activity.defn(name="package_prepared")
+    async def held(prepare: PrepareInput) -> None:
+        await gate.passed()
+        await shipping_business.package_prepared(db, prepare)
+
+    return held
+
+
 pytestmark = pytest.mark.usefixtures("flaky_off")
 
 
@@ -135,13 +147,7 @@ async def test_cancel_before_payment(temporal_client: Client, db: asyncpg.Pool) 
 
 async def test_cancel_after_payment_refunds(temporal_client: Client, db: asyncpg.Pool) -> None:
     gate = Gate()
-
-    @activity.defn(name="package_prepared")
-    async def held_prepare(prepare: PrepareInput) -> None:
-        await gate.passed()
-        await shipping_business.package_prepared(db, prepare)
-
-    async with running_workers(temporal_client, db, held_prepare) as h:
+    async with running_workers(temporal_client, db, held_prepare(db, gate)) as h:
         handle = await h.start()
         await handle.signal(OrderWorkflow.approve)
         await wait_for_status(handle, lambda s: s.step == "prepare_package")
@@ -160,13 +166,7 @@ async def test_address_update_before_dispatch_is_used(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
     gate = Gate()
-
-    @activity.defn(name="package_prepared")
-    async def held_prepare(prepare: PrepareInput) -> None:
-        await gate.passed()
-        await shipping_business.package_prepared(db, prepare)
-
-    async with running_workers(temporal_client, db, held_prepare) as h:
+    async with running_workers(temporal_client, db, held_prepare(db, gate)) as h:
         handle = await h.start()
         await handle.signal(OrderWorkflow.approve)
         await wait_for_status(handle, lambda s: s.step == "prepare_package")

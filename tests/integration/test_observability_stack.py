@@ -20,7 +20,8 @@ import pytest
 
 from observability import dashboards
 from observability.prometheus import RULES_FILE, command, write_config
-from tests.conftest import Stack, free_port
+from orderflow.devstack.launcher import free_port
+from tests.conftest import Stack
 from tests.integration.test_api import TERMINAL, new_id, start, wait_state
 from tests.observability.promql import (
     dashboard_queries,

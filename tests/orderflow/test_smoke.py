@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from orderflow import smoke
+from orderflow.devstack.launcher import free_port
 from orderflow.settings import Settings
-from tests.conftest import free_port
 
 
 def test_bearer_token_is_sent_when_configured() -> None:

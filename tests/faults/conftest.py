@@ -14,7 +14,7 @@ from tests.faults.stack import FaultStack, api
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     s = FaultStack(tmp_path_factory.mktemp("faults"))
     try:
-        s.start()
+        s.start(within=180)
         yield s
     finally:
         s.stop()

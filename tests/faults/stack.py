@@ -9,11 +9,8 @@ Components are found by the pids the supervisor logs; a hold file
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import free_port
+from orderflow.devstack.launcher import StackProcess
 
 API_TOKEN = "fault-token-3c9a1f"
 TERMINAL = {"COMPLETED", "CANCELLED", "FAILED"}
@@ -31,91 +28,30 @@ ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "coun
 ONCE = ("order_received", "order_validated", "payment_charged", "order_shipped")
 
 
-class FaultStack:
+class FaultStack(StackProcess):
     def __init__(self, root: Path) -> None:
-        self.data_dir = root / "data"
-        self.log_path = root / "stack.log"
-        self.api_port = free_port()
-        self.pg_port = free_port()
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "API_TOKEN", "FLAKY")
-        }
-        self.env.update(
-            DATA_DIR=str(self.data_dir),
-            API_PORT=str(self.api_port),
-            EMBEDDED_POSTGRES_PORT=str(self.pg_port),
-            EMBEDDED_TEMPORAL_PORT=str(free_port()),
-            EMBEDDED_TEMPORAL_UI_PORT=str(free_port()),
-            ORDER_WORKER_HTTP_PORT=str(free_port()),
-            SHIPPING_WORKER_HTTP_PORT=str(free_port()),
-            LOG_FORMAT="json",
-            API_TOKEN=API_TOKEN,
-            # Approvals may wait out an outage; the review window must not close first.
-            REVIEW_TIMEOUT_SECONDS="600",
-            UPDATE_TIMEOUT_SECONDS="5",
+        super().__init__(
+            root / "data",
+            root / "stack.log",
+            env={
+                # The drills count on the real flaky steps; a FLAKY=off must not leak in.
+                "FLAKY": None,
+                "LOG_FORMAT": "json",
+                "API_TOKEN": API_TOKEN,
+                # Approvals may wait out an outage; the review window must not close first.
+                "REVIEW_TIMEOUT_SECONDS": "600",
+                "UPDATE_TIMEOUT_SECONDS": "5",
+            },
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/orderflow"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orderflow.devstack"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stack exited:\n{self.tail()}")
-            if "Orderflow is running" in self.log_path.read_text():
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"stack not ready:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text()[-chars:]
+        return f"postgresql://postgres@127.0.0.1:{self.ports.postgres}/orderflow"
 
     # --- components ------------------------------------------------------------------
 
-    def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.log_path.read_text().splitlines():
-            payload = line.split("| ", 1)[1] if "| " in line else line
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
-
     def pid(self, name: str) -> int:
-        pids: list[int] = [
-            e["pid"]
-            for e in self.log_events()
-            if e.get("event") == "component started" and e.get("name") == name
-        ]
-        return pids[-1]
+        return self.pids(name)[-1]
 
     def kill(self, name: str, sig: signal.Signals) -> int:
         pid = self.pid(name)
@@ -136,7 +72,7 @@ class FaultStack:
     def restarts(self, name: str) -> list[dict[str, Any]]:
         return [
             e
-            for e in self.log_events()
+            for e in self.events()
             if e.get("event") == "component exited; restarting" and e.get("name") == name
         ]
 

@@ -14,18 +14,15 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import httpx
 import matplotlib
 from temporalio.client import Client
 
@@ -33,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import psutil
 
+from orderflow.devstack.launcher import StackProcess
 from orderflow.settings import REPO_ROOT
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -53,69 +51,21 @@ REGULAR_ORDERS = 3 if QUICK else 10
 COMPONENTS = ("postgres", "temporal", "order-worker", "shipping-worker", "api")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _say(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)  # noqa: T201
 
 
-@dataclass
-class Stack:
-    out: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    api_port: int = field(default_factory=_free_port)
-    temporal_port: int = field(default_factory=_free_port)
-    proc: subprocess.Popen[bytes] | None = None
+class Stack(StackProcess):
+    """A fresh stack in ``out``: its data directory and stack.log."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def log(self) -> Path:
-        return self.out / "stack.log"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
-        env.update(
-            DATA_DIR=str(self.out / "data"),
-            API_PORT=str(self.api_port),
-            EMBEDDED_POSTGRES_PORT=str(_free_port()),
-            EMBEDDED_TEMPORAL_PORT=str(self.temporal_port),
-            EMBEDDED_TEMPORAL_UI_PORT=str(_free_port()),
-            ORDER_WORKER_HTTP_PORT=str(_free_port()),
-            SHIPPING_WORKER_HTTP_PORT=str(_free_port()),
-            LOG_LEVEL="WARNING",
+    def __init__(self, out: Path, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            out / "data", out / "stack.log", env={"LOG_LEVEL": "WARNING", **(extra_env or {})}
         )
-        env.update(self.extra_env)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orderflow.devstack"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"stack did not start; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            self.proc.wait(60)
+        self.out = out
+        self.log = self.log_path
+        self.api_port = self.ports.api
+        self.temporal_port = self.ports.temporal
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         """Every component's processes (postgres has one per connection)."""

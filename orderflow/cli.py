@@ -124,9 +124,16 @@ def update_address(
 
 
 @app.command()
-def status(order_id: str, api: BaseUrl = None) -> None:
-    """Print the order's live status as JSON."""
-    console.print_json(json.dumps(_call(api, "GET", f"/orders/{order_id}/status")))
+def status(
+    order_id: str,
+    api: BaseUrl = None,
+    live: Annotated[
+        bool, typer.Option(help="ask the running workflow: current step, attempts, errors")
+    ] = False,
+) -> None:
+    """Print the order's status as JSON (stored state; --live for the workflow's view)."""
+    path = f"/orders/{order_id}/status" + ("?live=true" if live else "")
+    console.print_json(json.dumps(_call(api, "GET", path)))
 
 
 @app.command()
@@ -169,7 +176,7 @@ def watch(
     started = time.monotonic()
     with _client(api) as http, Live(console=console, refresh_per_second=8) as live:
         while True:
-            resp = http.get(f"/orders/{order_id}/status")
+            resp = http.get(f"/orders/{order_id}/status", params={"live": "true"})
             if resp.status_code != 200:
                 console.print(f"[red]{resp.status_code} {resp.json().get('message')}[/red]")
                 raise typer.Exit(1)

@@ -49,6 +49,8 @@ class OrderRow:
     summary: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    payment_status: str | None = None
+    tracking_number: str | None = None
 
 
 async def _event(conn: Conn, order_id: str, type_: str, key: str, payload: dict[str, Any]) -> None:
@@ -297,14 +299,21 @@ def _order(row: asyncpg.Record) -> OrderRow:
         summary=row["summary_json"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        payment_status=row["payment_status"],
+        tracking_number=row["tracking_number"],
     )
 
 
 async def get_order(conn: Conn, order_id: str) -> OrderRow | None:
+    """The order with its payment's status and its dispatch's tracking number, if any."""
     row = await conn.fetchrow(
-        """SELECT id, state, payment_id, address_json, items_json, reason, summary_json,
-                  created_at, updated_at
-             FROM orders WHERE id = $1""",
+        """SELECT o.id, o.state, o.payment_id, o.address_json, o.items_json, o.reason,
+                  o.summary_json, o.created_at, o.updated_at,
+                  (SELECT p.status FROM payments p WHERE p.order_id = o.id) AS payment_status,
+                  (SELECT s.tracking_number FROM shipments s
+                    WHERE s.order_id = o.id AND s.status = 'dispatched'
+                    ORDER BY s.attempt LIMIT 1) AS tracking_number
+             FROM orders o WHERE o.id = $1""",
         order_id,
     )
     return _order(row) if row else None

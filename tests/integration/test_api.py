@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +107,48 @@ async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
     ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"temporal": "ok", "database": "ok"}
+
+
+async def test_status_reads_the_stored_order_and_live_asks_the_workflow(
+    http: httpx.AsyncClient,
+) -> None:
+    oid = new_id()
+    assert (await start(http, oid)).status_code == 202
+    # Validation stores AWAITING_APPROVAL: the default status shows the wait from the
+    # database, without asking the worker.
+    stored = await wait_state(http, oid, {"AWAITING_APPROVAL"})
+    assert stored["source"] == "database", stored
+    assert stored["step"] == "manual_review" and stored["finished_at"] is None
+
+    live = (await http.get(f"/orders/{oid}/status", params={"live": "true"})).json()
+    assert live["source"] == "workflow", live
+    assert live["state"] == "AWAITING_APPROVAL" and live["step"] == "manual_review"
+    assert live["attempts"]["receive_order"] >= 1 and live["attempts"]["validate_order"] >= 1
+
+    assert (await http.post(f"/orders/{oid}/signals/approve")).status_code == 202
+    final = await wait_state(http, oid, TERMINAL)
+    assert final["state"] == "COMPLETED" and final["source"] == "database", final
+    assert final["payment_status"] == "charged"
+    assert final["tracking_number"].startswith("TRK-")
+    # Finished when the last write committed, after the workflow started.
+    assert final["finished_at"] >= final["started_at"]
+    # An ended order answers from the database even when asked for live.
+    again = (await http.get(f"/orders/{oid}/status", params={"live": "true"})).json()
+    assert again["state"] == "COMPLETED" and again["source"] == "database"
+
+
+async def test_status_of_an_order_not_stored_yet_comes_from_temporal(
+    http: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    # Started straight on Temporal with a task queue no worker polls: it exists, but
+    # nothing has stored it, so the API can only say it is being received.
+    oid = new_id()
+    await temporal_client.start_workflow(
+        "OrderWorkflow",
+        {"order_id": oid, "payment_id": f"pay-{oid}", "address": ADDRESS},
+        id=f"order-{oid}",
+        task_queue=f"nobody-polls-{oid}",
+    )
+    status = (await http.get(f"/orders/{oid}/status")).json()
+    assert (status["state"], status["source"]) == ("RECEIVED", "temporal"), status
+    await temporal_client.get_workflow_handle(f"order-{oid}").terminate("test over")

@@ -54,8 +54,10 @@ async def order_validated(db: asyncpg.Pool, order: ValidateInput) -> None:
     if len(set(skus)) != len(skus):
         raise InvalidOrder("the same sku appears on more than one line")
     async with db.acquire() as conn:
+        # A valid order goes straight to manual review: stored as AWAITING_APPROVAL,
+        # so the status read from the database shows where it waits.
         await store.advance_order(
-            conn, order.order_id, OrderState.VALIDATED, "order_validated", {"units": units}
+            conn, order.order_id, OrderState.AWAITING_APPROVAL, "order_validated", {"units": units}
         )
 
 

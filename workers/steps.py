@@ -102,7 +102,10 @@ class StepRunner:
                 self.record_error(step, attempt, type_, message)
                 elapsed = workflow.now() - started
                 giving_up = not retryable or policy.gives_up(attempt, elapsed)
-                workflow.logger.warning(
+                # A failed attempt that will be retried is routine (two in three fail
+                # by design), so it is INFO; giving up is what operators must see.
+                log = workflow.logger.warning if giving_up else workflow.logger.info
+                log(
                     "step attempt failed",
                     extra={
                         "step": step,

@@ -46,6 +46,7 @@ _records: list[OrderRecord] = []
 _followers: list[gevent.Greenlet] = []
 _session: FastHttpSession | None = None
 _started_at = 0.0
+_users_started = 0
 
 
 @events.init_command_line_parser.add_listener
@@ -114,11 +115,19 @@ def _users_for(environment: Environment) -> int:
 
 class OrderClient(FastHttpUser):
     def on_start(self) -> None:
+        global _users_started
         opts = _opts(self.environment)
         pace = _users_for(self.environment) / max(opts.orders_per_second, 1e-9)
         # constant_pacing: one task per `pace` seconds, however long the task took.
         self._pacer = constant_pacing(pace) if opts.scenario in ("rate", "http") else None
         self.last_order: str | None = None
+        if self._pacer:
+            # Users are spawned together; without a phase each they would all start
+            # an order in the same instant, every `pace` seconds (bursts, not a rate).
+            # User i starts at i / rate, so arrivals are evenly spaced.
+            phase = _users_started / max(opts.orders_per_second, 1e-9)
+            _users_started += 1
+            gevent.sleep(max(0.0, _started_at + phase - time.time()))
 
     def wait_time(self) -> float:
         return float(self._pacer(self)) if self._pacer else 0.0

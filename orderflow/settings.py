@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=1)
     worker_max_concurrent_local_activities: int = Field(500, ge=1)
     worker_max_concurrent_activities: int = Field(100, ge=1)
+    worker_workflow_task_pollers: int = Field(
+        20,
+        ge=2,
+        description="Concurrent workflow-task polls (the SDK's default is 5). A fifth poll the "
+        "task queue itself, the rest the worker's sticky queue. With the default's single "
+        "task-queue poll, new orders' first tasks queued up at ~3/s under a burst; see "
+        "docs/design.md.",
+    )
     worker_http_host: str = Field(
         "127.0.0.1", description="Where workers serve /healthz, /readyz (0.0.0.0 in a pod)."
     )
@@ -117,6 +125,12 @@ class Settings(BaseSettings):
     )
     embedded_temporal_port: int = Field(7233, ge=1, le=65535)
     embedded_temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    embedded_temporal_storage: Literal["file", "memory"] = Field(
+        "file",
+        description="`file` keeps workflows in DATA_DIR/temporal.sqlite across restarts, in "
+        "step with PostgreSQL; `memory` forgets them when the server stops (faster: see "
+        "docs/benchmarks.md), for throwaway runs only.",
+    )
     embedded_postgres_port: int = Field(55432, ge=1, le=65535)
 
     # --- Observability (docs/observability.md) --------------------------------

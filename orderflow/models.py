@@ -118,12 +118,6 @@ class DispatchFailure(Strict):
     attempts: dict[str, int] = Field(default_factory=dict)
 
 
-class DispatchGo(Strict):
-    """Parent to child: dispatch now, to this address (the point of no return)."""
-
-    address: Address
-
-
 class CancelRequest(Strict):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = (
         "cancelled by customer"

@@ -9,9 +9,13 @@ Customers act on a running order through messages. ``cancel`` and
 request was taken; ``approve`` is a signal (harmless to repeat, kept if early):
 
 * ``approve``        -- kept if it comes before the review; no effect once ending.
-* ``cancel``         -- allowed until dispatch starts. After payment it triggers a
-                        refund; from dispatch on it is rejected.
-* ``update_address`` -- allowed until dispatch starts; persisted, and used by shipping.
+* ``cancel``         -- allowed until shipping starts. After payment it triggers a
+                        refund; from shipping on it is rejected.
+* ``update_address`` -- allowed until shipping starts; persisted, and used by shipping.
+
+Shipping starts right after the payment, so the window closes there: the child
+ships to the address it is started with, without a round trip back to this
+workflow (docs/design.md has the numbers behind that choice).
 
 Each step is a local activity run by ``StepRunner`` (see workers/policies.py).
 """
@@ -31,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         ChargeResult,
         CloseInput,
         DispatchFailure,
-        DispatchGo,
         NewOrder,
         OrderInput,
         OrderRef,
@@ -41,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         PersistAddressInput,
         ShippedInput,
         ShippingInput,
-        ShippingResult,
         Step,
         UpdateAccepted,
         ValidateInput,
@@ -67,8 +69,7 @@ class OrderWorkflow:
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
         self._approved = False
         self._cancel: CancelRequest | None = None
-        self._dispatch_started = False
-        self._child_ready = False
+        self._shipping_started = False
         self._dispatch_failures: list[str] = []
         self._payment: ChargeResult | None = None
         self._payment_attempted = False
@@ -119,8 +120,6 @@ class OrderWorkflow:
                 return await self._end_cancelled()
 
             shipping_failure = await self._ship()
-            if self._cancel and not self._dispatch_started:
-                return await self._end_cancelled()
             if shipping_failure is not None:
                 return await self._end_failed(shipping_failure)
 
@@ -154,32 +153,27 @@ class OrderWorkflow:
         return self._cancel is None
 
     async def _ship(self) -> str | None:
-        """Run shipping until it succeeds; the reason it failed for good, else None.
-
-        Returns early (None) if the order is cancelled before dispatch started.
-        """
+        """Run shipping until it succeeds; the reason it failed for good, else None."""
         order_id = self._order.order_id
+        # The point of no return: from here on cancel and address changes are rejected.
+        self._shipping_started = True
         for attempt in range(1, self._order.shipping_max_attempts + 1):
             self._shipping_attempt = attempt
-            self._at(Step.PREPARE)
+            self._at(Step.SHIP)
             self._set_state(OrderState.SHIPPING)
             metrics.shipping_run(attempt)
-            self._child_ready = False
-            child = await workflow.start_child_workflow(
-                ShippingWorkflow.run,
-                ShippingInput(
-                    order_id=order_id,
-                    attempt=attempt,
-                    address=self._address,
-                    step_mode=self._order.step_mode,
-                ),
-                id=f"shipping-{order_id}-run{attempt}",
-                task_queue=self._order.shipping_task_queue,
-            )
-            if await self._cancelled_while(child):
-                return None
             try:
-                result = await child
+                result = await workflow.execute_child_workflow(
+                    ShippingWorkflow.run,
+                    ShippingInput(
+                        order_id=order_id,
+                        attempt=attempt,
+                        address=self._address,
+                        step_mode=self._order.step_mode,
+                    ),
+                    id=f"shipping-{order_id}-run{attempt}",
+                    task_queue=self._order.shipping_task_queue,
+                )
             except ChildWorkflowError as err:
                 reason = self._dispatch_failures[-1] if self._dispatch_failures else _cause(err)
                 self._steps.record_error(Step.SHIP, attempt, "ShippingFailed", reason)
@@ -193,31 +187,6 @@ class OrderWorkflow:
             return None
         last = self._dispatch_failures[-1] if self._dispatch_failures else "unknown"
         return f"shipping failed after {self._order.shipping_max_attempts} attempts: {last}"
-
-    async def _cancelled_while(
-        self, child: workflow.ChildWorkflowHandle[ShippingWorkflow, ShippingResult]
-    ) -> bool:
-        """Drive one shipping run: open the dispatch gate when the child is ready, or
-        stop the child if the order is cancelled first. True when cancelled."""
-        while not child.done():
-            await workflow.wait_condition(
-                lambda: child.done() or self._child_ready or self._cancel_before_dispatch()
-            )
-            if self._cancel_before_dispatch():
-                # Tell the child not to wait for a dispatch that will never come. The
-                # gate stays shut either way, and a child still running when this
-                # order closes is terminated with it (the default parent-close policy).
-                if not child.done():
-                    await child.signal(ShippingWorkflow.abort)
-                return True
-            if self._child_ready and not child.done():
-                # The point of no return: from here on cancel and address changes are
-                # rejected, and the child ships to the address it is given now.
-                self._child_ready = False
-                self._dispatch_started = True
-                self._at(Step.DISPATCH)
-                await child.signal(ShippingWorkflow.dispatch, DispatchGo(address=self._address))
-        return False
 
     # --- endings -------------------------------------------------------------------
 
@@ -307,14 +276,12 @@ class OrderWorkflow:
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
         self._reject_if_over()
-        if self._dispatch_started:
-            raise _rejected(
-                "the carrier dispatch has started; the order can no longer be cancelled"
-            )
+        if self._shipping_started:
+            raise _rejected("shipping has started; the order can no longer be cancelled")
 
     @workflow.update
     async def update_address(self, update: AddressUpdate) -> UpdateAccepted:
-        # Take it in memory first: a dispatch that opens while we persist ships here.
+        # Take it in memory first: shipping that starts while we persist ships here.
         self._address = update.address
         self._address_updates += 1
         self._touch()
@@ -331,17 +298,12 @@ class OrderWorkflow:
     @update_address.validator
     def _validate_update_address(self, update: AddressUpdate) -> None:
         self._reject_if_over()
-        if self._dispatch_started:
-            raise _rejected("the carrier dispatch has started; the address can no longer change")
+        if self._shipping_started:
+            raise _rejected("shipping has started; the address can no longer change")
         if self._cancel is not None:
             raise _rejected("the order is being cancelled")
 
     # --- messages from the shipping child --------------------------------------------
-
-    @workflow.signal
-    def ready_to_dispatch(self, attempt: int) -> None:
-        if attempt == self._shipping_attempt:
-            self._child_ready = True
 
     @workflow.signal
     def dispatch_failed(self, failure: DispatchFailure) -> None:
@@ -380,9 +342,6 @@ class OrderWorkflow:
             address=self._address,
             items=self._order.items,
         )
-
-    def _cancel_before_dispatch(self) -> bool:
-        return self._cancel is not None and not self._dispatch_started
 
     def _reject_if_over(self) -> None:
         if self._state.terminal:

@@ -1,10 +1,10 @@
 """ShippingWorkflow: prepare the package, then dispatch it with a carrier.
 
 Runs as a child of OrderWorkflow on its own task queue (``shipping``), one run
-per shipping attempt. Dispatch is the point of no return, so the parent owns
-it: after preparing, the child tells the parent it is ready and waits for the
-``dispatch`` signal that carries the address to ship to. Until then the
-parent may still cancel the order or change the address.
+per shipping attempt, shipping to the address it is started with: from the
+moment shipping starts the order's address and cancellation are frozen (the
+parent rejects both). If dispatch gives up, the run tells the parent
+(``dispatch_failed``) and fails; the parent decides whether to try a new run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import (
         DispatchFailure,
-        DispatchGo,
         DispatchInput,
         PrepareInput,
         ShippingInput,
@@ -26,8 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workers.shipping.activities import ShippingActivities
     from workers.steps import StepFailed, StepRunner
 
-# Signal names on the parent (OrderWorkflow); strings keep this module free of it.
-PARENT_READY_SIGNAL = "ready_to_dispatch"
+# Signal name on the parent (OrderWorkflow); a string keeps this module free of it.
 PARENT_DISPATCH_FAILED_SIGNAL = "dispatch_failed"
 
 
@@ -35,19 +33,8 @@ PARENT_DISPATCH_FAILED_SIGNAL = "dispatch_failed"
 class ShippingWorkflow:
     @workflow.init
     def __init__(self, shipping: ShippingInput) -> None:
-        self._go: DispatchGo | None = None
-        self._aborted = False
         self._step = Step.PREPARE
         self._steps = StepRunner(workflow.info().workflow_id, shipping.step_mode)
-
-    @workflow.signal
-    def dispatch(self, go: DispatchGo) -> None:
-        self._go = go
-
-    @workflow.signal
-    def abort(self) -> None:
-        """The order was cancelled before dispatch: end without dispatching."""
-        self._aborted = True
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -55,12 +42,6 @@ class ShippingWorkflow:
 
     @workflow.run
     async def run(self, shipping: ShippingInput) -> ShippingResult:
-        parent = workflow.info().parent
-        parent_handle = (
-            workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
-            if parent
-            else None
-        )
         await self._steps.run(
             Step.PREPARE,
             ShippingActivities.package_prepared,
@@ -69,35 +50,29 @@ class ShippingWorkflow:
             ),
             BUSINESS_STEP,
         )
-
-        address = shipping.address
-        if parent_handle is not None:
-            await parent_handle.signal(PARENT_READY_SIGNAL, shipping.attempt)
-            await workflow.wait_condition(lambda: self._go is not None or self._aborted)
-            if self._go is None:
-                raise ApplicationError(
-                    "order cancelled before dispatch", type="ShippingAborted", non_retryable=True
-                )
-            address = self._go.address
-
         self._step = Step.DISPATCH
         try:
             tracking = await self._steps.run(
                 Step.DISPATCH,
                 ShippingActivities.carrier_dispatched,
                 DispatchInput(
-                    order_id=shipping.order_id, attempt=shipping.attempt, address=address
+                    order_id=shipping.order_id, attempt=shipping.attempt, address=shipping.address
                 ),
                 DISPATCH_STEP,
             )
         except StepFailed as failed:
-            if parent_handle is not None:
-                await parent_handle.signal(
-                    PARENT_DISPATCH_FAILED_SIGNAL,
-                    DispatchFailure(reason=failed.reason, attempts=dict(self._steps.attempts)),
-                )
+            await self._tell_parent(
+                DispatchFailure(reason=failed.reason, attempts=dict(self._steps.attempts))
+            )
             raise ApplicationError(
                 f"dispatch failed: {failed.reason}", type="DispatchFailed", non_retryable=True
             ) from failed
         self._step = Step.DONE
         return ShippingResult(tracking_number=tracking, attempts=dict(self._steps.attempts))
+
+    async def _tell_parent(self, failure: DispatchFailure) -> None:
+        parent = workflow.info().parent
+        if parent is not None:
+            await workflow.get_external_workflow_handle(
+                parent.workflow_id, run_id=parent.run_id
+            ).signal(PARENT_DISPATCH_FAILED_SIGNAL, failure)

@@ -5,6 +5,7 @@ doubles) where chance would make a test flaky; the last tests keep flaky_call on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from typing import Any
@@ -20,6 +21,8 @@ from orderflow.models import (
     Address,
     AddressUpdate,
     CancelRequest,
+    ChargeInput,
+    ChargeResult,
     DispatchInput,
     Item,
     NewOrder,
@@ -51,6 +54,14 @@ async def stored(db: asyncpg.Pool, order_id: str) -> store.OrderRow:
     return row
 
 
+async def wait_for_payment(db: asyncpg.Pool, order_id: str) -> None:
+    for _ in range(200):
+        if await payment(db, order_id) is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{order_id} was never charged")
+
+
 def order_id_of(handle: WorkflowHandle[Any, Any]) -> str:
     return handle.id.removeprefix("order-")
 
@@ -63,6 +74,19 @@ def held_prepare(db: asyncpg.Pool, gate: Gate) -> Any:
     async def held(prepare: PrepareInput) -> None:
         await gate.passed()
         await shipping_business.package_prepared(db, prepare)
+
+    return held
+
+
+def held_charge(db: asyncpg.Pool, gate: Gate) -> Any:
+    """A `payment_charged` that charges, then waits for the gate: the order sits in its
+    charge step, already charged and not yet shipping, for as long as the test needs."""
+
+    @activity.defn(name="payment_charged")
+    async def held(charge: ChargeInput) -> ChargeResult:
+        result = await order_business.payment_charged(db, charge)
+        await gate.passed()
+        return result
 
     return held
 
@@ -147,10 +171,11 @@ async def test_cancel_before_payment(temporal_client: Client, db: asyncpg.Pool) 
 
 async def test_cancel_after_payment_refunds(temporal_client: Client, db: asyncpg.Pool) -> None:
     gate = Gate()
-    async with running_workers(temporal_client, db, held_prepare(db, gate)) as h:
+    async with running_workers(temporal_client, db, held_charge(db, gate)) as h:
         handle = await h.start()
         await handle.signal(OrderWorkflow.approve)
-        await wait_for_status(handle, lambda s: s.step == "prepare_package")
+        await wait_for_status(handle, lambda s: s.step == "charge_payment")
+        await wait_for_payment(db, order_id_of(handle))
         await handle.execute_update(OrderWorkflow.cancel, CancelRequest())
         gate.open()
         result = await handle.result()
@@ -159,17 +184,17 @@ async def test_cancel_after_payment_refunds(temporal_client: Client, db: asyncpg
     pay = await payment(db, oid)
     assert pay is not None and pay.status == "refunded"
     types = await events(db, oid)
-    assert "payment_refunded" in types and "carrier_dispatched" not in types
+    assert "payment_refunded" in types and "package_prepared" not in types
 
 
-async def test_address_update_before_dispatch_is_used(
+async def test_address_update_before_shipping_is_used(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
     gate = Gate()
-    async with running_workers(temporal_client, db, held_prepare(db, gate)) as h:
+    async with running_workers(temporal_client, db, held_charge(db, gate)) as h:
         handle = await h.start()
         await handle.signal(OrderWorkflow.approve)
-        await wait_for_status(handle, lambda s: s.step == "prepare_package")
+        await wait_for_status(handle, lambda s: s.step == "charge_payment")
         await handle.execute_update(OrderWorkflow.update_address, AddressUpdate(address=PARIS))
         gate.open()
         result = await handle.result()
@@ -184,28 +209,22 @@ async def test_address_update_before_dispatch_is_used(
     assert shipped_to == "Paris"
 
 
-async def test_address_and_cancel_rejected_once_dispatch_started(
+async def test_address_and_cancel_rejected_once_shipping_started(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
     gate = Gate()
-
-    @activity.defn(name="carrier_dispatched")
-    async def held_dispatch(dispatch: DispatchInput) -> str:
-        await gate.passed()
-        return await shipping_business.carrier_dispatched(db, dispatch)
-
-    async with running_workers(temporal_client, db, held_dispatch) as h:
+    async with running_workers(temporal_client, db, held_prepare(db, gate)) as h:
         handle = await h.start()
         await handle.signal(OrderWorkflow.approve)
-        await wait_for_status(handle, lambda s: s.step == "dispatch_carrier")
+        await wait_for_status(handle, lambda s: s.step == "ship")
         with pytest.raises(WorkflowUpdateFailedError) as address_err:
             await handle.execute_update(OrderWorkflow.update_address, AddressUpdate(address=PARIS))
         with pytest.raises(WorkflowUpdateFailedError) as cancel_err:
             await handle.execute_update(OrderWorkflow.cancel, CancelRequest())
         gate.open()
         result = await handle.result()
-    assert "dispatch has started" in str(address_err.value.cause)
-    assert "dispatch has started" in str(cancel_err.value.cause)
+    assert "shipping has started" in str(address_err.value.cause)
+    assert "shipping has started" in str(cancel_err.value.cause)
     assert result.state == OrderState.COMPLETED
     assert (await stored(db, order_id_of(handle))).address["city"] == "Berlin"
 

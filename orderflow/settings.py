@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=1)
     worker_max_concurrent_local_activities: int = Field(500, ge=1)
     worker_max_concurrent_activities: int = Field(100, ge=1)
+    worker_workflow_sandbox: bool = Field(
+        False,
+        description="Run workflow code in the SDK's sandbox, which catches non-deterministic "
+        "calls at run time. The workflow tests (tests/workers) run it sandboxed; workers "
+        "default to off: the sandbox costs about a quarter of a worker's CPU (docs/design.md).",
+    )
     worker_workflow_task_pollers: int = Field(
         20,
         ge=2,

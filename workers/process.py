@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from orderflow.db import create_pool
 from orderflow.log import configure_logging, get_logger
@@ -46,6 +47,11 @@ def build_worker(
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
+        workflow_runner=(
+            SandboxedWorkflowRunner()
+            if settings.worker_workflow_sandbox
+            else UnsandboxedWorkflowRunner()
+        ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
     )
 

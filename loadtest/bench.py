@@ -38,7 +38,10 @@ RATES = [2, 5, 10, 20]
 RATE_SECONDS = 20 if QUICK else 60
 SEQUENTIAL_ORDERS = 5 if QUICK else 20
 BURST_ORDERS = 50 if QUICK else 200
-HTTP_RATE = 25  # orders/s in the http scenario: one start + one status each = 50 req/s
+# The http phase: orders at HTTP_ORDERS/s (start, approve, followed to the end) plus
+# HTTP_READS status reads/s of recent orders: about 50 requests/s in all.
+HTTP_ORDERS = 5
+HTTP_READS = 35
 HTTP_SECONDS = 15 if QUICK else 30
 RSS_RATE = 5
 RSS_SECONDS = 60 if QUICK else 300
@@ -49,6 +52,18 @@ DRAIN_LIMIT_SECONDS = 180
 # measured on a few sequential orders only (a rate would exhaust the 100 slots).
 REGULAR_ORDERS = 3 if QUICK else 10
 COMPONENTS = ("postgres", "temporal", "order-worker", "shipping-worker", "api")
+# Design alternatives, each measured on a fresh stack at COMPARISON_RATE orders/s.
+COMPARISON_RATE = 10
+COMPARISONS = {
+    "sandboxed": (
+        {"WORKER_WORKFLOW_SANDBOX": "true"},
+        "workflow code in the SDK sandbox (WORKER_WORKFLOW_SANDBOX=true)",
+    ),
+    "temporal-memory": (
+        {"EMBEDDED_TEMPORAL_STORAGE": "memory"},
+        "Temporal dev server in memory (EMBEDDED_TEMPORAL_STORAGE=memory)",
+    ),
+}
 
 
 def _say(message: str) -> None:
@@ -103,7 +118,11 @@ class Sampler(threading.Thread):
         known: dict[int, psutil.Process] = {}
         started = time.monotonic()
         while not self._halt.wait(self.every):
-            row: dict[str, Any] = {"t": time.monotonic() - started}
+            row: dict[str, Any] = {
+                "t": time.monotonic() - started,
+                # Every process on the machine, the load generator included (% of one core).
+                "machine_cpu": psutil.cpu_percent(None) * (psutil.cpu_count() or 1),
+            }
             current = self.stack.processes()
             for name in COMPONENTS:
                 cpu = rss = 0.0
@@ -175,7 +194,8 @@ def phase(stack: Stack, out: Path, name: str, *args: str) -> dict[str, Any]:
     summary = locust(stack, out / name, *args)
     samples = sampler.stop()
     summary["cpu_mean"] = {
-        c: round(sum(s[f"{c}_cpu"] for s in samples) / max(1, len(samples)), 1) for c in COMPONENTS
+        c: round(sum(s[f"{c}_cpu"] for s in samples) / max(1, len(samples)), 1)
+        for c in (*COMPONENTS, "machine")
     }
     summary["samples"] = samples
     summary["drained_before_seconds"] = waited
@@ -185,6 +205,18 @@ def phase(stack: Stack, out: Path, name: str, *args: str) -> dict[str, Any]:
         f"p99 {lat['p99']} max {lat['max']}"
     )
     return summary
+
+
+def comparison(out: Path, name: str, env: dict[str, str], label: str, *args: str) -> dict[str, Any]:
+    """One phase on a fresh stack of its own, configured with ``env``."""
+    _say(f"comparison: {label} on a fresh stack")
+    stack = Stack(out / f"{name}-stack", extra_env=env)
+    stack.out.mkdir()
+    stack.start()
+    try:
+        return phase(stack, out, name, *args)
+    finally:
+        stack.stop()
 
 
 def cold_start() -> list[float]:
@@ -237,6 +269,10 @@ def write_docs(results: dict[str, Any], out: Path) -> Path:
         + [
             ("burst", f"burst of {BURST_ORDERS} at once"),
             ("rss", f"{RSS_RATE} orders/s for {RSS_SECONDS} s"),
+            *(
+                (f"compare-{key}", f"comparison: {label}, {COMPARISON_RATE} orders/s")
+                for key, (_, label) in COMPARISONS.items()
+            ),
             (
                 "regular",
                 f"comparison: regular activities, server-side retries (×{REGULAR_ORDERS} sequential)",
@@ -248,18 +284,36 @@ def write_docs(results: dict[str, Any], out: Path) -> Path:
         s = results[name]
         lat = s["latency"]
         share = s["share_within_slo"]
-        busiest_name, busiest_cpu = max(s["cpu_mean"].items(), key=lambda kv: kv[1])
+        by_process = {k: v for k, v in s["cpu_mean"].items() if k in COMPONENTS}
+        busiest_name, busiest_cpu = max(by_process.items(), key=lambda kv: kv[1])
         busiest = f"{busiest_name} {busiest_cpu:.0f} %" if busiest_cpu else "–"
         rows.append(
             f"| {label} | {s['orders']} | {json.dumps(s['by_state'])} | {_fmt(lat['p50'])} | "
             f"{_fmt(lat['p90'])} | {_fmt(lat['p99'])} | {_fmt(lat['max'])} | "
             f"{'–' if share is None else f'{share:.1%}'} | {busiest} |"
         )
+    cpu_rows = [
+        f"| {label} | "
+        + " | ".join(f"{results[name]['cpu_mean'][c]:.0f}" for c in (*COMPONENTS, "machine"))
+        + " |"
+        for name, label in [(f"rate-{r}", f"{r} orders/s") for r in RATES]
+        + [("burst", "burst"), ("http", "http")]
+        if name in results
+    ]
+    over = [r for r in rates if (results[f"rate-{r}"]["latency"]["p99"] or 1e9) > 15]
+    under = [r for r in rates if r not in over]
+    knee = (
+        f"between {max(under)} and {min(over)} orders/s"
+        if over and under
+        else ("above " + str(max(rates)) + " orders/s" if not over else "below the lowest rate")
+    )
     http_rows = []
+    http_total = 0.0
     if "http" in results:
         for endpoint, h in results["http"]["http"].items():
+            http_total += h.get("per_second") or 0
             http_rows.append(
-                f"| {endpoint} | {h['requests']} | {h['failures']} | "
+                f"| {endpoint} | {h['requests']} | {h.get('per_second', '–')} | {h['failures']} | "
                 f"{h['p50_ms']} ms | {h['p99_ms']} ms | {h['max_ms']:.0f} ms |"
             )
     rss = results.get("rss", {}).get("samples", [])
@@ -302,11 +356,22 @@ def write_docs(results: dict[str, Any], out: Path) -> Path:
                 "",
                 "![latency by rate](img/bench-rates.png)",
                 "",
-                f"## HTTP latency at {HTTP_RATE * 2} requests/s ({HTTP_RATE} starts + {HTTP_RATE} "
-                f"status reads per second, {HTTP_SECONDS} s)",
+                f"The knee (where p99 passes 15 s) lies {knee}.",
                 "",
-                "| endpoint | requests | failures | p50 | p99 | max |",
-                "|---|---|---|---|---|---|",
+                "## CPU by process (mean, % of one core; the machine has "
+                f"{machine['cpus']} cores, `machine` includes the load generator)",
+                "",
+                "| load | " + " | ".join((*COMPONENTS, "machine")) + " |",
+                "|---|" + "---|" * (len(COMPONENTS) + 1),
+                *cpu_rows,
+                "",
+                f"## HTTP latency at {http_total:.0f} requests/s",
+                "",
+                f"{HTTP_ORDERS} orders/s (start, approve, status polled each second until the end) "
+                f"plus {HTTP_READS} status reads/s of recent orders, for {HTTP_SECONDS} s.",
+                "",
+                "| endpoint | requests | per second | failures | p50 | p99 | max |",
+                "|---|---|---|---|---|---|---|",
                 *http_rows,
                 "",
                 "## Memory and cold start",
@@ -370,14 +435,12 @@ def main() -> None:
             stack,
             out,
             "http",
-            "--scenario",
-            "http",
             "--orders-per-second",
-            str(HTTP_RATE),
+            str(HTTP_ORDERS),
+            "--reads-per-second",
+            str(HTTP_READS),
             "--duration",
             str(HTTP_SECONDS),
-            "--drain-seconds",
-            "0",
         )
         results["rss"] = phase(
             stack, out, "rss", "--orders-per-second", str(RSS_RATE), "--duration", str(RSS_SECONDS)
@@ -386,24 +449,29 @@ def main() -> None:
         results["cold_start"] = cold_start()
     finally:
         stack.stop()
-    _say("comparison: the ruled-out design (STEP_MODE=regular) on a fresh stack")
-    regular = Stack(out / "regular-stack", extra_env={"STEP_MODE": "regular"})
-    regular.out.mkdir()
-    regular.start()
-    try:
-        results["regular"] = phase(
-            regular,
+    for key, (env, label) in COMPARISONS.items():
+        results[f"compare-{key}"] = comparison(
             out,
-            "regular",
-            "--scenario",
-            "sequential",
-            "--orders",
-            str(REGULAR_ORDERS),
-            "--drain-seconds",
-            "120",
+            f"compare-{key}",
+            env,
+            label,
+            "--orders-per-second",
+            str(COMPARISON_RATE),
+            "--duration",
+            str(RATE_SECONDS),
         )
-    finally:
-        regular.stop()
+    results["regular"] = comparison(
+        out,
+        "regular",
+        {"STEP_MODE": "regular"},
+        "the ruled-out design (STEP_MODE=regular)",
+        "--scenario",
+        "sequential",
+        "--orders",
+        str(REGULAR_ORDERS),
+        "--drain-seconds",
+        "120",
+    )
     doc = write_docs(results, out)
     _say(f"wrote {doc}")
 

@@ -9,8 +9,9 @@ own, so a slow order never slows the arrival of the next one.
 
 or `make load RATE=10 DURATION=60` (add `UI=1` for Locust's web UI on :8089).
 Scenarios (--scenario): `rate` (default), `sequential` (--orders one after the
-other), `burst` (--orders all at once), `http` (start + status calls at
---orders-per-second requests/s each, orders left unapproved: endpoint latency).
+other), `burst` (--orders all at once). `--reads-per-second N` adds N status reads
+a second of recent orders on top (dashboards, customers refreshing a page), for
+measuring endpoint latency at a given request rate.
 
 Order latency is the workflow's own `finished_at - started_at` from the status
 endpoint, so the polling interval does not blur it. It is also reported to
@@ -41,9 +42,11 @@ NEW_ADDRESS = {"line1": "2 Other Road", "city": "Hamburg", "postal_code": "20095
 PROGRESS_EVERY_SECONDS = 2.0
 USERS_PER_RATE = 4
 FOLLOWER_CONNECTIONS = 500
+READ_FROM_LAST = 50
 
 _records: list[OrderRecord] = []
 _followers: list[gevent.Greenlet] = []
+_background: list[gevent.Greenlet] = []  # progress line first, then the extra reads
 _session: FastHttpSession | None = None
 _started_at = 0.0
 _users_started = 0
@@ -54,7 +57,7 @@ def _arguments(parser: Any) -> None:
     group = parser.add_argument_group("orderflow")
     group.add_argument(
         "--scenario",
-        choices=["rate", "sequential", "burst", "http"],
+        choices=["rate", "sequential", "burst"],
         default="rate",
         help="load pattern",
     )
@@ -90,6 +93,12 @@ def _arguments(parser: Any) -> None:
         default=45.0,
         help="after arrivals stop, wait this long for orders in flight",
     )
+    group.add_argument(
+        "--reads-per-second",
+        type=float,
+        default=0.0,
+        help="extra status reads a second, of the most recently started orders",
+    )
     group.add_argument("--report-dir", default="reports/load")
 
 
@@ -119,8 +128,7 @@ class OrderClient(FastHttpUser):
         opts = _opts(self.environment)
         pace = _users_for(self.environment) / max(opts.orders_per_second, 1e-9)
         # constant_pacing: one task per `pace` seconds, however long the task took.
-        self._pacer = constant_pacing(pace) if opts.scenario in ("rate", "http") else None
-        self.last_order: str | None = None
+        self._pacer = constant_pacing(pace) if opts.scenario == "rate" else None
         if self._pacer:
             # Users are spawned together; without a phase each they would all start
             # an order in the same instant, every `pace` seconds (bursts, not a rate).
@@ -135,9 +143,8 @@ class OrderClient(FastHttpUser):
     @task
     def one_order(self) -> None:
         opts = _opts(self.environment)
-        if opts.scenario == "http":
-            self._http_only()
-            return
+        if opts.scenario == "rate" and time.time() - _started_at >= opts.duration:
+            return  # the last pacing cycle may fire after the arrival window: no extra orders
         if opts.scenario in ("sequential", "burst") and len(_records) >= opts.orders:
             raise StopUser
         record = self._start_and_act()
@@ -190,21 +197,6 @@ class OrderClient(FastHttpUser):
             record.error = f"{action}: {resp.status_code}"
         return record
 
-    def _http_only(self) -> None:
-        headers = _headers(self.environment)
-        oid = f"http-{uuid.uuid4().hex[:16]}"
-        self.client.post(
-            f"/orders/{oid}/start",
-            name="POST /orders/[id]/start",
-            json={"payment_id": f"pay-{oid}", "address": ADDRESS},
-            headers=headers,
-        )
-        if self.last_order:
-            self.client.get(
-                f"/orders/{self.last_order}/status", name="GET /orders/[id]/status", headers=headers
-            )
-        self.last_order = oid
-
 
 def _follow(environment: Environment, record: OrderRecord) -> None:
     """Poll the order's status until it ends (or the run's drain window closes)."""
@@ -246,6 +238,25 @@ class Arrivals(LoadTestShape):
         return (users, users) if self.get_run_time() < opts.duration else None
 
 
+def _reads(environment: Environment) -> None:
+    """Status reads at --reads-per-second, each of one of the last orders started."""
+    assert _session is not None
+    interval = 1.0 / _opts(environment).reads_per_second
+    due = time.time()
+    while True:
+        due += interval
+        gevent.sleep(max(0.0, due - time.time()))
+        recent = _records[-READ_FROM_LAST:]
+        if recent:
+            # Its own greenlet: a slow answer must not lower the read rate.
+            gevent.spawn(
+                _session.get,
+                f"/orders/{random.choice(recent).order_id}/status",
+                name="GET /orders/[id]/status",
+                headers=_headers(environment),
+            )
+
+
 def _progress(environment: Environment) -> None:
     while True:
         gevent.sleep(PROGRESS_EVERY_SECONDS)
@@ -276,22 +287,25 @@ def _on_start(environment: Environment, **_: Any) -> None:
         user=None,
         concurrency=FOLLOWER_CONNECTIONS,
     )
-    _followers.append(gevent.spawn(_progress, environment))
+    _background.append(gevent.spawn(_progress, environment))
+    if _opts(environment).reads_per_second > 0:
+        _background.append(gevent.spawn(_reads, environment))
 
 
 @events.test_stop.add_listener
 def _on_stop(environment: Environment, **_: Any) -> None:
     opts = _opts(environment)
-    progress, followers = _followers[0], _followers[1:]
-    gevent.joinall(followers, timeout=opts.drain_seconds)
-    gevent.killall(followers)
-    progress.kill()
+    gevent.killall([g for g in _background if g is not _background[0]])
+    gevent.joinall(_followers, timeout=opts.drain_seconds)
+    gevent.killall(_followers)
+    _background[0].kill()
     duration = max(1e-9, max((r.sent_at for r in _records), default=_started_at) - _started_at)
     summary = summarize(_records, duration)
     summary.http = {
         entry.name: {
             "requests": entry.num_requests,
             "failures": entry.num_failures,
+            "per_second": round(entry.total_rps, 1),
             "p50_ms": entry.get_response_time_percentile(0.5),
             "p99_ms": entry.get_response_time_percentile(0.99),
             "max_ms": entry.max_response_time,

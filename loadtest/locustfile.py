@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, constant_pacing, events, task
+from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import StopUser
@@ -46,6 +46,7 @@ READ_FROM_LAST = 50
 
 _records: list[OrderRecord] = []
 _followers: list[gevent.Greenlet] = []
+_accepted: list[str] = []  # ids whose start was answered 202, for the extra reads
 _background: list[gevent.Greenlet] = []  # progress line first, then the extra reads
 _session: FastHttpSession | None = None
 _started_at = 0.0
@@ -126,19 +127,23 @@ class OrderClient(FastHttpUser):
     def on_start(self) -> None:
         global _users_started
         opts = _opts(self.environment)
-        pace = _users_for(self.environment) / max(opts.orders_per_second, 1e-9)
-        # constant_pacing: one task per `pace` seconds, however long the task took.
-        self._pacer = constant_pacing(pace) if opts.scenario == "rate" else None
-        if self._pacer:
-            # Users are spawned together; without a phase each they would all start
-            # an order in the same instant, every `pace` seconds (bursts, not a rate).
-            # User i starts at i / rate, so arrivals are evenly spaced.
-            phase = _users_started / max(opts.orders_per_second, 1e-9)
+        self._pace = _users_for(self.environment) / max(opts.orders_per_second, 1e-9)
+        self._next_at: float | None = None
+        if opts.scenario == "rate":
+            # A fixed timetable per user: user i starts orders at i / rate, then every
+            # `pace` seconds, however long each order's requests took. Users are spawned
+            # together, so without these phases they would fire in the same instant
+            # (bursts every `pace` seconds, not a rate).
+            self._next_at = _started_at + _users_started / max(opts.orders_per_second, 1e-9)
             _users_started += 1
-            gevent.sleep(max(0.0, _started_at + phase - time.time()))
+            gevent.sleep(self.wait_time())
 
     def wait_time(self) -> float:
-        return float(self._pacer(self)) if self._pacer else 0.0
+        if self._next_at is None:
+            return 0.0
+        delay = max(0.0, self._next_at - time.time())
+        self._next_at += self._pace
+        return delay
 
     @task
     def one_order(self) -> None:
@@ -176,6 +181,7 @@ class OrderClient(FastHttpUser):
         if resp.status_code != 202:
             record.error = f"start: {resp.status_code}"
             return None
+        _accepted.append(oid)
         if _opts(self.environment).scenario != "sequential":
             # Followed from now on, even if this user is stopped before it approves.
             _followers.append(gevent.spawn(_follow, self.environment, record))
@@ -246,12 +252,12 @@ def _reads(environment: Environment) -> None:
     while True:
         due += interval
         gevent.sleep(max(0.0, due - time.time()))
-        recent = _records[-READ_FROM_LAST:]
+        recent = _accepted[-READ_FROM_LAST:]
         if recent:
             # Its own greenlet: a slow answer must not lower the read rate.
             gevent.spawn(
                 _session.get,
-                f"/orders/{random.choice(recent).order_id}/status",
+                f"/orders/{random.choice(recent)}/status",
                 name="GET /orders/[id]/status",
                 headers=_headers(environment),
             )

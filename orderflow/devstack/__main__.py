@@ -14,35 +14,13 @@ import signal
 import sys
 from pathlib import Path
 
-from orderflow.devstack import postgres, readiness
+from orderflow.devstack import postgres, readiness, temporal
 from orderflow.devstack.supervisor import Component, Supervisor
 from orderflow.log import configure_logging, get_logger, redact
 from orderflow.migrate import apply_migrations, ensure_database
 from orderflow.settings import Settings, get_settings
 
 log = get_logger("devstack")
-
-# The dev server is one process with one SQLite file: these make it behave like
-# the single-node server it is (measured in docs/benchmarks.md).
-TEMPORAL_DEV_TUNING = [
-    # Task queues default to 4 partitions, which spreads a few pollers thin: new
-    # orders' first workflow tasks waited seconds in a partition nobody polled.
-    "--dynamic-config-value",
-    "matching.numTaskqueueReadPartitions=1",
-    "--dynamic-config-value",
-    "matching.numTaskqueueWritePartitions=1",
-]
-# Every workflow step is a write to one SQLite file. In write-ahead-log mode readers
-# do not wait for writers and a commit appends to the log instead of rewriting pages;
-# synchronous=NORMAL syncs at checkpoints, so a crash of the server process loses
-# nothing (a power cut may lose the last commits). At 10 orders/s this took the
-# median order from ~20 s to ~3 s (docs/benchmarks.md).
-SQLITE_TUNING = [
-    "--sqlite-pragma",
-    "journal_mode=wal",
-    "--sqlite-pragma",
-    "synchronous=normal",
-]
 
 
 def _bin(name: str) -> str:
@@ -71,33 +49,10 @@ async def _start_postgres(sup: Supervisor, settings: Settings, durable: bool) ->
 async def _start_temporal(sup: Supervisor, settings: Settings) -> str:
     address = f"127.0.0.1:{settings.embedded_temporal_port}"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db_file = settings.data_dir / "temporal.sqlite"
     await sup.start(
         Component(
             "temporal",
-            [
-                _bin("temporal"),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(settings.embedded_temporal_port),
-                "--ui-port",
-                str(settings.embedded_temporal_ui_port),
-                *(
-                    ["--db-filename", str(db_file), *SQLITE_TUNING]
-                    if settings.embedded_temporal_storage == "file"
-                    else []
-                ),
-                "--namespace",
-                settings.temporal_namespace,
-                "--log-format",
-                "json",
-                "--log-level",
-                "warn",
-                *TEMPORAL_DEV_TUNING,
-            ],
+            temporal.server_command(_bin("temporal"), settings),
             ready=lambda: readiness.wait_for(
                 "Temporal", readiness.temporal(address, settings.temporal_namespace), 90
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import itertools
 import json
 import re
 from typing import Any, cast
@@ -15,6 +16,7 @@ import yaml
 from starlette.routing import Match
 
 from functions.main import app as functions_app
+from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT, Settings
 from tests.charts.chart import (
     CHART_DIR,
@@ -396,3 +398,15 @@ def test_image_matches_what_the_chart_expects() -> None:
     build = "\n".join(_dockerfile_stage("build"))
     for package in ("orderflow", "functions", "workers"):
         assert f"COPY {package} ./{package}" in build
+
+
+def test_dev_temporal_is_tuned_as_make_run_tunes_it() -> None:
+    rendered = render_set("default")
+    deployment = next(
+        w for w in rendered.workloads() if w["metadata"]["name"] == f"{RELEASE}-temporal"
+    )
+    args = pod_spec(deployment)["containers"][0]["args"]
+    tuning = [*TEMPORAL_DEV_TUNING, *SQLITE_TUNING]
+    pairs = list(itertools.pairwise(args))
+    for flag, value in zip(tuning[::2], tuning[1::2], strict=True):
+        assert (flag, value) in pairs, (flag, value, args)

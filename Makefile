@@ -13,6 +13,7 @@ RATE     ?= 5
 DURATION ?= 60
 CANCEL   ?= 0
 UPDATE   ?= 0
+READS    ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: help setup run test test-faults lint format migrate clean load bench observe dashboards \
@@ -59,11 +60,11 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
-load: $(STAMP) ## drive the API: RATE=5 DURATION=60 CANCEL=0 UPDATE=0 API=... UI=1 for the web UI
+load: $(STAMP) ## drive the API: RATE=5 DURATION=60 CANCEL=0 UPDATE=0 READS=0 API=... UI=1 for the web UI
 	@$(BIN)/locust -f loadtest/locustfile.py --host $(API) \
 		$(if $(UI),--web-port 8089,--headless --only-summary) \
 		--orders-per-second $(RATE) --duration $(DURATION) \
-		--cancel-share $(CANCEL) --update-share $(UPDATE) \
+		--cancel-share $(CANCEL) --update-share $(UPDATE) --reads-per-second $(READS) \
 		--stop-timeout 10 --report-dir $(REPORT) --html $(REPORT)/locust.html
 
 bench: $(STAMP) ## run the benchmark suite on a fresh local stack; writes docs/benchmarks.md

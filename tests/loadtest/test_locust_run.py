@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,7 @@ from tests.conftest import API_TOKEN
 pytestmark = pytest.mark.integration
 
 
-def test_sequential_orders_complete_and_are_reported(api_url: str, tmp_path: Path) -> None:
-    report = tmp_path / "report"
+def run_locust(api_url: str, report: Path, *args: str) -> dict[str, Any]:
     result = subprocess.run(
         [
             sys.executable,
@@ -29,25 +29,50 @@ def test_sequential_orders_complete_and_are_reported(api_url: str, tmp_path: Pat
             "--only-summary",
             "--host",
             api_url,
-            "--scenario",
-            "sequential",
-            "--orders",
-            "3",
             "--report-dir",
             str(report),
             "--stop-timeout",
             "10",
             "--api-token",
             API_TOKEN,
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    summary = json.loads((report / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((report / "summary.json").read_text())
+    return summary
+
+
+def test_sequential_orders_complete_and_are_reported(api_url: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    summary = run_locust(api_url, report, "--scenario", "sequential", "--orders", "3")
     assert summary["orders"] == 3
     assert summary["by_state"] == {"COMPLETED": 3}
     assert summary["latency"]["p50"] > 0
     assert (report / "latency.png").stat().st_size > 1000
     assert "POST /orders/[id]/start" in summary["http"]
+
+
+def test_rate_scenario_keeps_its_rate_and_adds_the_extra_reads(
+    api_url: str, tmp_path: Path
+) -> None:
+    summary = run_locust(
+        api_url,
+        tmp_path / "report",
+        "--orders-per-second",
+        "4",
+        "--duration",
+        "3",
+        "--reads-per-second",
+        "10",
+    )
+    # An open model on a timetable: rate x duration orders, not a burst per user.
+    assert 10 <= summary["orders"] <= 13, summary
+    assert summary["by_state"] == {"COMPLETED": summary["orders"]}
+    status = summary["http"]["GET /orders/[id]/status"]
+    # The pollers read each order about once a second; the extra reads add ~30.
+    assert status["requests"] >= 20 and status["failures"] == 0, status
+    assert status["per_second"] > 0

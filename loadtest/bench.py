@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import matplotlib
 from temporalio.client import Client
 
@@ -30,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import psutil
 
+from orderflow.devstack import postgres
 from orderflow.devstack.launcher import StackProcess
 from orderflow.settings import REPO_ROOT
 
@@ -219,6 +221,34 @@ def comparison(out: Path, name: str, env: dict[str, str], label: str, *args: str
         stack.stop()
 
 
+def settled(stack: Stack, out: Path) -> dict[str, Any]:
+    """After a phase: wait for its orders to end, then what the database says of them."""
+    waited = drain(stack)
+    records = json.loads((out / "orders.json").read_text())
+    ids = [r["order_id"] for r in (records if isinstance(records, list) else records["orders"])]
+
+    async def query() -> dict[str, Any]:
+        conn = await asyncpg.connect(postgres.dsn(stack.ports.postgres))
+        try:
+            states = await conn.fetch(
+                "SELECT state, count(*) AS n FROM orders WHERE id = ANY($1) GROUP BY state", ids
+            )
+            charged = await conn.fetchval(
+                "SELECT count(*) FROM payments WHERE order_id = ANY($1)", ids
+            )
+        finally:
+            await conn.close()
+        return {"states": {r["state"]: r["n"] for r in states}, "payments": charged}
+
+    found = asyncio.run(query())
+    return {
+        "orders": len(ids),
+        "waited_seconds": waited,
+        "running_workflows": running_workflows(stack),
+        **found,
+    }
+
+
 def cold_start() -> list[float]:
     """Import of the Lambda handler to its first response (Mangum, /healthz)."""
     code = (
@@ -235,6 +265,18 @@ def cold_start() -> list[float]:
         )
         runs.append(float(done.stdout.strip().splitlines()[-1]))
     return runs
+
+
+def _settled_line(results: dict[str, Any]) -> str:
+    top = results.get(f"rate-{RATES[-1]}", {}).get("settled")
+    if not top:
+        return ""
+    return (
+        f" After the {RATES[-1]} orders/s phase the system drained for "
+        f"{top['waited_seconds']:.0f} s; then {top['running_workflows']} workflows were still "
+        f"running and the database held, for its {top['orders']} orders: "
+        f"{json.dumps(top['states'])}, {top['payments']} payments (one per order at most)."
+    )
 
 
 def _fmt(value: float | None, unit: str = "s") -> str:
@@ -356,7 +398,7 @@ def write_docs(results: dict[str, Any], out: Path) -> Path:
                 "",
                 "![latency by rate](img/bench-rates.png)",
                 "",
-                f"The knee (where p99 passes 15 s) lies {knee}.",
+                f"The knee (where p99 passes 15 s) lies {knee}.{_settled_line(results)}",
                 "",
                 "## CPU by process (mean, % of one core; the machine has "
                 f"{machine['cpus']} cores, `machine` includes the load generator)",
@@ -428,6 +470,10 @@ def main() -> None:
                 "--duration",
                 str(RATE_SECONDS),
             )
+        top = f"rate-{RATES[-1]}"
+        if top in results:
+            results[top]["settled"] = settled(stack, out / top)
+            _say(f"{top} after draining: {results[top]['settled']}")
         results["burst"] = phase(
             stack, out, "burst", "--scenario", "burst", "--orders", str(BURST_ORDERS)
         )

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         False,
         description="Run workflow code in the SDK's sandbox, which catches non-deterministic "
         "calls at run time. The workflow tests (tests/workers) run it sandboxed; workers "
-        "default to off: the sandbox costs about a quarter of a worker's CPU (docs/design.md).",
+        "default to off: the sandbox costs ~15 % more worker CPU (docs/design.md).",
     )
     worker_workflow_task_pollers: int = Field(
         20,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -189,18 +189,22 @@ async def update_address(
     return await _update(res, settings.update_timeout_seconds, order_id, "update_address", body)
 
 
+class StatusQuery(BaseModel):
+    # An unknown parameter (say `?liv=true`) is an error, not silently the default.
+    model_config = ConfigDict(extra="forbid")
+
+    live: bool = Field(
+        False,
+        description="ask the running workflow (current step, attempts, recent errors) "
+        "instead of the stored order; slower, and it loads the order worker",
+    )
+
+
 @router.get("/{order_id}/status", response_model=OrderStatus, dependencies=[auth.READ])
 async def order_status(
-    order_id: OrderIdPath,
-    res: ResourcesDep,
-    live: Annotated[
-        bool,
-        Query(
-            description="ask the running workflow (current step, attempts, recent errors) "
-            "instead of the stored order; slower, and it loads the order worker"
-        ),
-    ] = False,
+    order_id: OrderIdPath, res: ResourcesDep, query: Annotated[StatusQuery, Query()]
 ) -> OrderStatus:
+    live = query.live
     # The stored order answers by default: one indexed read, no work for Temporal or
     # the worker, so pollers cost next to nothing. It moves with every step's commit.
     try:

@@ -28,6 +28,7 @@ import pytest
 from temporalio.client import Client
 
 from orderflow.devstack.launcher import free_port
+from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render_set
 from tests.charts.test_contract import APP_PORT_SETTING, container_env
@@ -238,12 +239,14 @@ def test_temporal_dev_container_args_start_a_server(rendered: Rendered, tmp_path
     replace("--metrics-port", str(local["metrics"]))
     assert args[args.index("--db-filename") + 1].startswith("/data/")  # the PVC mount
     replace("--db-filename", str(tmp_path / "temporal.db"))
+    tuning = [a for a in (*TEMPORAL_DEV_TUNING, *SQLITE_TUNING) if a.startswith("--")]
     assert [a for a in args if a.startswith("--")] == [
         "--ip",
         "--port",
         "--ui-port",
         "--metrics-port",
         "--db-filename",
+        *tuning,
     ]
 
     proc = subprocess.Popen(

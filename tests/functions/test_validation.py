@@ -77,3 +77,12 @@ def test_unknown_route_is_json_404() -> None:
     resp = client.get("/nope")
     assert resp.status_code == 404
     assert resp.json() == {"error": "not_found", "message": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"), [("liv=true", "query.liv"), ("live=maybe", "query.live")]
+)
+def test_status_rejects_unknown_or_bad_query_parameters(query: str, field: str) -> None:
+    resp = client.get(f"/orders/ok-1/status?{query}")
+    assert resp.status_code == 422, resp.text
+    assert field in [p["field"] for p in resp.json()["problems"]], resp.json()

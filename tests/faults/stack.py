@@ -148,7 +148,7 @@ class Client:
 
     async def live_state(self, order_id: str) -> str | None:
         try:
-            resp = await self.http.get(f"/orders/{order_id}/status")
+            resp = await self.http.get(f"/orders/{order_id}/status", params={"live": "true"})
         except httpx.TransportError:
             return None
         return str(resp.json()["state"]) if resp.status_code == 200 else None

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.faults.stack import (
+    ADDRESS,
     API_TOKEN,
     TERMINAL,
     Client,
@@ -75,16 +76,21 @@ async def test_shipping_worker_down_20s(stack: FaultStack, http: httpx.AsyncClie
     # They get as far as shipping, and wait there.
     await asyncio.gather(*(client.wait_live(oid, "SHIPPING", within=12) for oid in ids))
 
-    # Isolation: the order worker still takes new work. An order placed now runs
-    # to shipping, and one cancelled now is refunded and closed, all without shipping.
+    # Shipping has started for them: too late to cancel, outage or not.
+    refused = await http.post(f"/orders/{ids[0]}/signals/cancel", json={"reason": "drill"})
+    assert refused.status_code == 409 and "shipping has started" in refused.text, refused.text
+
+    # Isolation: the order worker still takes new work. An order cancelled in review
+    # now is closed without the shipping worker.
     cancelled = f"ship-down-cancel-{int(time.time())}"
-    await client.place(cancelled)
-    await client.wait_live(cancelled, "SHIPPING", within=10)
+    body = {"payment_id": f"pay-{cancelled}", "address": ADDRESS}
+    assert (await http.post(f"/orders/{cancelled}/start", json=body)).status_code == 202
+    await client.wait_live(cancelled, "AWAITING_APPROVAL", within=10)
     resp = await http.post(f"/orders/{cancelled}/signals/cancel", json={"reason": "drill"})
     assert resp.status_code == 202, resp.text
     await wait_finished(stack.dsn, [cancelled], within=30)
-    refund = await query(stack.dsn, "SELECT status FROM payments WHERE order_id = $1", cancelled)
-    assert [r["status"] for r in refund] == ["refunded"]
+    charged = await query(stack.dsn, "SELECT status FROM payments WHERE order_id = $1", cancelled)
+    assert charged == []
 
     states = await stored_states(stack.dsn, ids)
     assert not set(states.values()) & TERMINAL, states

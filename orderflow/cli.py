@@ -102,7 +102,7 @@ def approve(order_id: str, api: BaseUrl = None) -> None:
 
 @app.command()
 def cancel(order_id: str, reason: str = "cancelled by customer", api: BaseUrl = None) -> None:
-    """Cancel an order (refunded if already charged; refused once dispatched)."""
+    """Cancel an order (refunded if already charged; refused once shipping started)."""
     _call(api, "POST", f"/orders/{order_id}/signals/cancel", {"reason": reason})
     console.print(f"cancel accepted for {order_id}")
 
@@ -117,7 +117,7 @@ def update_address(
     line2: str | None = None,
     api: BaseUrl = None,
 ) -> None:
-    """Change the delivery address (refused once dispatched)."""
+    """Change the delivery address (refused once shipping started)."""
     body = {"address": _address(line1, city, postal_code, country, line2)}
     _call(api, "POST", f"/orders/{order_id}/signals/update-address", body)
     console.print(f"address updated for {order_id}")

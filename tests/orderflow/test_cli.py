@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from orderflow.cli import app
+from orderflow.settings import get_settings
 from tests.conftest import API_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -20,8 +22,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def token(monkeypatch: pytest.MonkeyPatch) -> None:
+def token(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The CLI reads its token from the settings, which are cached per process.
     monkeypatch.setenv("API_TOKEN", API_TOKEN)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def cli(api_url: str, *args: str) -> str:

@@ -29,13 +29,13 @@ SHIPPING_RUNS = "orderflow_shipping_runs_total"
 ORDER_LATENCY_BUCKETS = (
     0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60, 120, 300,
 )  # fmt: skip
-# One attempt is cut at 250 ms; a step takes a few attempts, or minutes in an outage.
+# One attempt is cut at 150 ms; a step takes a few attempts, or minutes in an outage.
 STEP_LATENCY_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 300,
 )  # fmt: skip
 
 # The SDK's latency of one local-activity attempt: its default buckets jump from
-# 0.1 to 0.5 s, right across the 250 ms attempt deadline.
+# 0.1 to 0.5 s, right across the 150 ms attempt deadline.
 ATTEMPT_LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1, 2, 4, 8,
 )  # fmt: skip

@@ -11,7 +11,7 @@ MS = timedelta(milliseconds=1)
 
 def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
     p = StepPolicy()
-    assert [p.timeout_for(n) / MS for n in range(7)] == [250, 250, 250, 250, 375, 562.5, 843.75]
+    assert [p.timeout_for(n) / MS for n in range(7)] == [150, 150, 150, 150, 225, 337.5, 506.25]
     assert p.timeout_for(50) == p.attempt_timeout_cap
 
 

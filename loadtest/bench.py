@@ -31,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import psutil
 
+from loadtest import headless
 from orderflow.devstack import postgres
 from orderflow.devstack.launcher import StackProcess
 from orderflow.settings import REPO_ROOT
@@ -146,24 +147,7 @@ class Sampler(threading.Thread):
 
 def locust(stack: Stack, out: Path, *args: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(REPO_ROOT / "loadtest" / "locustfile.py"),
-        "--headless",
-        "--only-summary",
-        "--host",
-        stack.url,
-        "--stop-timeout",
-        "10",
-        "--report-dir",
-        str(out),
-        "--html",
-        str(out / "locust.html"),
-        *args,
-    ]
+    cmd = headless.command(stack.url, out, "--html", str(out / "locust.html"), *args)
     with open(out / "locust.log", "wb") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orderflow.settings import REPO_ROOT
+from loadtest import headless
 from tests.conftest import API_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -19,24 +18,7 @@ pytestmark = pytest.mark.integration
 
 def run_locust(api_url: str, report: Path, *args: str) -> dict[str, Any]:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(REPO_ROOT / "loadtest" / "locustfile.py"),
-            "--headless",
-            "--only-summary",
-            "--host",
-            api_url,
-            "--report-dir",
-            str(report),
-            "--stop-timeout",
-            "10",
-            "--api-token",
-            API_TOKEN,
-            *args,
-        ],
+        headless.command(api_url, report, "--api-token", API_TOKEN, *args),
         capture_output=True,
         text=True,
         timeout=120,

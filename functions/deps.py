@@ -14,6 +14,7 @@ import asyncpg
 from fastapi import Depends
 from temporalio.client import Client
 
+from functions.order_changes import OrderChanges
 from orderflow.db import create_pool
 from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
@@ -24,6 +25,7 @@ class Resources:
         self.settings = settings
         self._client: Client | None = None
         self._pool: asyncpg.Pool | None = None
+        self._changes: OrderChanges | None = None
         self._lock = asyncio.Lock()
 
     async def temporal(self) -> Client:
@@ -40,7 +42,15 @@ class Resources:
                     self._pool = await create_pool(self.settings)
         return self._pool
 
+    async def order_changes(self) -> OrderChanges:
+        if self._changes is None:
+            self._changes = OrderChanges(self.settings.database_url)
+        return self._changes
+
     async def close(self) -> None:
+        if self._changes is not None:
+            await self._changes.close()
+            self._changes = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -65,5 +75,15 @@ async def reset_resources() -> None:
         _resources = None
 
 
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+# FastAPI runs a plain `def` dependency in a thread pool, which cost every request a
+# thread hand-off (a twentieth of the API's CPU under load, py-spy): these are async.
+async def current_resources() -> Resources:
+    return get_resources()
+
+
+async def current_settings() -> Settings:
+    return get_settings()
+
+
+ResourcesDep = Annotated[Resources, Depends(current_resources)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]

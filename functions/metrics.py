@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.deps import ResourcesDep
 from orderflow import store
@@ -47,6 +47,19 @@ ORDER_UPDATES = Counter(
     "Customer updates (approve, cancel, update_address) sent to orders, by result.",
     ["update", "result"],
 )
+ORDERS_SHED = Counter(
+    "orderflow_api_orders_shed",
+    "New orders refused with 503 because the stack was past capacity, by signal.",
+    ["reason"],
+)
+ADMISSION_ACTIVE_ORDERS = Gauge(
+    "orderflow_api_admission_active_orders",
+    "Orders being processed (not ended, not awaiting approval), as admission last read it.",
+)
+ADMISSION_START_LATENCY = Gauge(
+    "orderflow_api_admission_start_latency_seconds",
+    "Moving average of how long Temporal took to accept this process's recent starts.",
+)
 OPEN_ORDERS = Gauge(
     "orderflow_orders_open", "Orders not in a terminal state (from the database).", ["state"]
 )
@@ -60,25 +73,40 @@ OPEN_STATES = [s for s in OrderState if s not in TERMINAL_STATES]
 router = APIRouter(tags=["health"])
 
 
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
+def _route_template(scope: Scope) -> str:
+    path = getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else "unmatched"
 
 
-async def _observe(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route, method = _route_template(request), request.method
-        HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
-        HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+class RequestMetrics:
+    """Counts and times every HTTP request by route template.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``app.middleware``)
+    runs each request through extra tasks and streams, a cost every request pays.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route, method = _route_template(scope), scope["method"]
+            HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+            HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
 
 
 def order_update(update: str, result: str) -> None:
@@ -106,5 +134,5 @@ async def metrics(res: ResourcesDep) -> Response:
 
 def install(app: FastAPI) -> None:
     announce(COMPONENT)
-    app.middleware("http")(_observe)
+    app.add_middleware(RequestMetrics)
     app.include_router(router)

@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from functions.deps import current_settings
 from functions.main import app
-from orderflow.settings import Settings, get_settings
+from orderflow.settings import Settings
 
 TOKEN = "tok-9f8e7d6c5b4a"
 BAD_BODY: dict[str, Any] = {"payment_id": ""}  # fails validation once past auth
@@ -28,7 +29,7 @@ def client() -> Iterator[TestClient]:
 
 def configure(**fields: Any) -> None:
     settings = Settings(**fields)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_settings] = lambda: settings
 
 
 WRITES = [

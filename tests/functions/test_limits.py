@@ -79,8 +79,8 @@ def offline_client() -> Iterator[tuple[TestClient, Settings]]:
         db_command_timeout_seconds=1,
     )
     resources = deps.Resources(settings)
-    app.dependency_overrides[deps.get_resources] = lambda: resources
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[deps.current_resources] = lambda: resources
+    app.dependency_overrides[deps.current_settings] = lambda: settings
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c, settings
     app.dependency_overrides.clear()

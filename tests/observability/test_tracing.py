@@ -28,11 +28,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from functions.deps import Resources, get_resources
+from functions.deps import Resources, current_resources, current_settings
 from functions.main import create_app
 from orderflow import tracing
 from orderflow.log import _add_trace_ids
-from orderflow.settings import Settings, get_settings
+from orderflow.settings import Settings
 from orderflow.temporal import connect
 from tests.workers.harness import ADDRESS, running_workers
 
@@ -72,8 +72,8 @@ async def test_one_trace_spans_api_order_worker_and_shipping_worker(
     app = create_app()
     tracing.instrument_fastapi(app, tracer_provider)
     resources = Resources(settings)
-    app.dependency_overrides[get_resources] = lambda: resources
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.dependency_overrides[current_resources] = lambda: resources
+    app.dependency_overrides[current_settings] = lambda: settings
     worker_client = await connect(settings)
     order_id = f"tr-{uuid.uuid4().hex[:10]}"
 

@@ -103,8 +103,11 @@ class StepRunner:
                 elapsed = workflow.now() - started
                 giving_up = not retryable or policy.gives_up(attempt, elapsed)
                 # A failed attempt that will be retried is routine (two in three fail
-                # by design), so it is INFO; giving up is what operators must see.
-                log = workflow.logger.warning if giving_up else workflow.logger.info
+                # by design, twelve lines an order): DEBUG, since status, the attempts
+                # metric and the final summary already carry it. At INFO this was the
+                # busiest log line and a tenth of the order worker's CPU (py-spy at
+                # 10 orders/s, docs/design.md). Giving up is what operators must see.
+                log = workflow.logger.warning if giving_up else workflow.logger.debug
                 log(
                     "step attempt failed",
                     extra={
@@ -127,7 +130,7 @@ class StepRunner:
             metrics.attempt(activity.__name__, "success")
             metrics.step_finished(str(step), "success", workflow.now() - started)
             if attempt > 1:
-                workflow.logger.info(
+                workflow.logger.debug(
                     "step succeeded after retries",
                     extra={"step": step, "activity": activity.__name__, "attempt": attempt},
                 )

@@ -6,6 +6,9 @@ Every state change happens in the workflow; nothing here writes to the database.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -25,8 +28,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from functions import auth, metrics
+from functions.admission import AdmissionDep
 from functions.deps import Resources, ResourcesDep, SettingsDep
 from functions.errors import documented, unavailable
+from functions.order_changes import RECHECK_SECONDS
 from orderflow import store
 from orderflow.models import (
     ORDER_ID_PATTERN,
@@ -59,6 +64,9 @@ DEFAULT_ITEMS = [Item(sku="ABC", qty=1)]
 # answers from what it knows without the worker: the stored order, or Temporal's own
 # record that the workflow runs.
 QUERY_TIMEOUT = timedelta(milliseconds=300)
+# The longest a status request may wait for a change: well inside the idle timeouts
+# of load balancers (60 s) and API Gateway's 29 s limit in front of Lambda.
+WAIT_MAX_SECONDS = 20.0
 
 
 class StartOrder(Strict):
@@ -99,8 +107,13 @@ def workflow_id(order_id: str) -> str:
     dependencies=[auth.WRITE],
 )
 async def start_order(
-    order_id: OrderIdPath, body: StartOrder, res: ResourcesDep, settings: SettingsDep
+    order_id: OrderIdPath,
+    body: StartOrder,
+    res: ResourcesDep,
+    settings: SettingsDep,
+    admission: AdmissionDep,
 ) -> Started:
+    await admission.admit(res)
     order = OrderInput(
         order_id=order_id,
         payment_id=body.payment_id,
@@ -112,6 +125,7 @@ async def start_order(
         step_mode=settings.step_mode,
     )
     client = await _temporal(res)
+    sent = time.monotonic()
     try:
         handle = await client.start_workflow(
             "OrderWorkflow",
@@ -129,6 +143,8 @@ async def start_order(
         raise HTTPException(409, f"order {order_id} already exists") from err
     except RPCError as err:
         raise unavailable("Temporal") from err
+    finally:
+        admission.observe_start(time.monotonic() - sent)
     metrics.ORDERS_STARTED.inc()
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
@@ -198,6 +214,19 @@ class StatusQuery(BaseModel):
         description="ask the running workflow (current step, attempts, recent errors) "
         "instead of the stored order; slower, and it loads the order worker",
     )
+    wait: float = Field(
+        0,
+        ge=0,
+        le=WAIT_MAX_SECONDS,
+        description="hold the answer up to this many seconds until the order has ended "
+        "(or its state differs from `changed_from`); answers the moment it does. Cheaper "
+        "and faster than polling: one request, no poll interval added to what you see",
+    )
+    changed_from: OrderState | None = Field(
+        None,
+        description="with `wait`: also answer as soon as the stored state is not this one "
+        "(pass the state you last saw to follow every step)",
+    )
 
 
 @router.get("/{order_id}/status", response_model=OrderStatus, dependencies=[auth.READ])
@@ -208,7 +237,10 @@ async def order_status(
     # The stored order answers by default: one indexed read, no work for Temporal or
     # the worker, so pollers cost next to nothing. It moves with every step's commit.
     try:
-        stored = await _read_order(res, order_id)
+        if query.wait > 0:
+            stored = await _wait_for_change(res, order_id, query.wait, query.changed_from)
+        else:
+            stored = await _read_order(res, order_id)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         stored, live = None, True  # the database is down: the workflow still knows
     if stored is not None and (stored.state.terminal or not live):
@@ -227,6 +259,27 @@ async def order_status(
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, f"order {order_id} not found") from err
     return await _just_started(handle, order_id)
+
+
+async def _wait_for_change(
+    res: Resources, order_id: str, wait: float, changed_from: OrderState | None
+) -> store.OrderRow | None:
+    """The stored order once it has ended or left ``changed_from``, or after ``wait`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    async with (await res.order_changes()).watching(order_id) as changed:
+        while True:
+            changed.clear()
+            stored = await _read_order(res, order_id)
+            if stored is not None and (
+                stored.state.terminal or (changed_from is not None and stored.state != changed_from)
+            ):
+                return stored
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return stored
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, RECHECK_SECONDS))
 
 
 async def _just_started(handle: WorkflowHandle[Any, Any], order_id: str) -> OrderStatus:

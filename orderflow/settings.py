@@ -125,6 +125,26 @@ class Settings(BaseSettings):
         "The largest valid order (100 items) is about 4 KiB.",
     )
 
+    # --- Admission: shed new orders early when past capacity (docs/design.md) --
+    shed_max_active_orders: int = Field(
+        100,
+        ge=0,
+        description="Refuse new orders (503 + Retry-After) while more than this many are "
+        "being processed (stored and not ended, orders waiting for approval not counted). "
+        "About capacity x the queueing an admitted order can afford: 100 is ~7 s at the "
+        "~15 orders/s of a 2-core `make run`; raise it with the deployment's capacity. 0: off.",
+    )
+    shed_max_start_latency_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Refuse new orders while Temporal takes longer than this to accept a "
+        "start (moving average of this API process's recent starts); healthy starts take "
+        "tens of ms. 0: off.",
+    )
+    shed_retry_after_seconds: int = Field(
+        1, ge=1, description="The Retry-After a refused start is answered with."
+    )
+
     # --- Local stack (make run) ---------------------------------------------
     data_dir: Path = Field(
         REPO_ROOT / ".data", description="Where the embedded services keep their data."

@@ -11,6 +11,7 @@ before it could report back can simply run again:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -360,3 +361,11 @@ async def open_orders(conn: Conn) -> list[OpenOrders]:
          GROUP BY o.state"""
     )
     return [OpenOrders(OrderState(r["state"]), r["n"], r["oldest"]) for r in rows]
+
+
+async def count_orders_in(conn: Conn, states: Iterable[OrderState]) -> int:
+    """How many orders are in one of ``states`` (the API's admission signal)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM orders WHERE state = ANY($1::text[])", [s.value for s in states]
+    )
+    return count

@@ -1,0 +1,136 @@
+"""Admission control: refuse new orders early, past capacity, instead of queueing them.
+
+Past what the stack can process, a start that is accepted only joins a queue
+inside Temporal: every order then finishes late, and start requests themselves
+wait for seconds. Refusing the excess at once (503 with Retry-After) keeps the
+admitted orders inside their 15 s. Two measured signals decide, each a setting:
+
+* active orders: stored and not ended, orders waiting for a human approval not
+  counted (they cost nothing while they wait), read from PostgreSQL at most every
+  ``REFRESH_SECONDS`` per API process, so every replica sees the same number;
+* Temporal's start latency: a moving average of this process's recent starts,
+  forgotten after ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed
+  period lets a probe through and notices when Temporal has caught up.
+
+Only starts are refused: approvals, cancels and status reads of admitted orders
+always go through. Both the refusals and the signals are metrics (functions/metrics.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, HTTPException
+
+from functions import metrics
+from functions.deps import Resources, SettingsDep
+from orderflow import store
+from orderflow.models import OrderState
+from orderflow.settings import Settings
+
+ACTIVE_STATES = (
+    OrderState.RECEIVED,
+    OrderState.VALIDATED,
+    OrderState.PAYMENT_CHARGED,
+    OrderState.SHIPPING,
+)
+# A count a quarter of a second old is fresh enough: at 20 orders/s it is off by ~5,
+# and it costs one indexed count per API process four times a second at most.
+REFRESH_SECONDS = 0.25
+COUNT_TIMEOUT_SECONDS = 0.2
+# The weight of the newest start in the moving average: about the last five starts.
+LATENCY_WEIGHT = 0.2
+LATENCY_MEMORY_SECONDS = 2.0
+
+
+class Admission:
+    def __init__(self, settings: Settings) -> None:
+        self._max_active = settings.shed_max_active_orders
+        self._max_latency = settings.shed_max_start_latency_seconds
+        self._retry_after = settings.shed_retry_after_seconds
+        self._active = 0
+        self._active_read_at = float("-inf")
+        self._refresh: asyncio.Task[None] | None = None
+        self._latency = 0.0
+        self._latency_seen_at = float("-inf")
+
+    async def admit(self, res: Resources) -> None:
+        """Return if a new order may start now; else raise the 503 to answer."""
+        if self._max_active:
+            await self._fresh_active_count(res)
+            if self._active > self._max_active:
+                self._refuse(
+                    "active_orders",
+                    f"{self._active} orders are being processed (limit {self._max_active})",
+                )
+        self._check_latency()
+
+    def _check_latency(self) -> None:
+        if self._max_latency and self.start_latency() > self._max_latency:
+            self._refuse(
+                "start_latency",
+                f"Temporal takes {self.start_latency():.1f} s to accept an order "
+                f"(limit {self._max_latency:g} s)",
+            )
+
+    def observe_start(self, seconds: float) -> None:
+        """Feed the duration of one start request to Temporal."""
+        now = time.monotonic()
+        if now - self._latency_seen_at > LATENCY_MEMORY_SECONDS:
+            self._latency = seconds
+        else:
+            self._latency += LATENCY_WEIGHT * (seconds - self._latency)
+        self._latency_seen_at = now
+        metrics.ADMISSION_START_LATENCY.set(self._latency)
+
+    def start_latency(self) -> float:
+        if time.monotonic() - self._latency_seen_at > LATENCY_MEMORY_SECONDS:
+            return 0.0
+        return self._latency
+
+    def _refuse(self, reason: str, why: str) -> None:
+        metrics.ORDERS_SHED.labels(reason=reason).inc()
+        raise HTTPException(
+            503,
+            f"overloaded: {why}; not started, retry in {self._retry_after} s",
+            headers={"Retry-After": str(self._retry_after)},
+        )
+
+    async def _fresh_active_count(self, res: Resources) -> None:
+        if time.monotonic() - self._active_read_at < REFRESH_SECONDS:
+            return
+        if self._refresh is None or self._refresh.done():
+            # One read for all the requests that find the count stale at once.
+            self._refresh = asyncio.create_task(self._read_active(res))
+        await asyncio.shield(self._refresh)
+
+    async def _read_active(self, res: Resources) -> None:
+        try:
+            pool = await res.db()
+            async with pool.acquire(timeout=COUNT_TIMEOUT_SECONDS) as conn:
+                self._active = await asyncio.wait_for(
+                    store.count_orders_in(conn, ACTIVE_STATES), COUNT_TIMEOUT_SECONDS
+                )
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            # The database cannot say: keep the last count; starts go on to Temporal,
+            # which holds the order until the workers can store it.
+            pass
+        self._active_read_at = time.monotonic()
+        metrics.ADMISSION_ACTIVE_ORDERS.set(self._active)
+
+
+_admissions: dict[int, Admission] = {}
+
+
+async def current_admission(settings: SettingsDep) -> Admission:
+    """The process's one Admission (one per settings object, for tests that swap them)."""
+    admission = _admissions.get(id(settings))
+    if admission is None:
+        admission = _admissions[id(settings)] = Admission(settings)
+    return admission
+
+
+AdmissionDep = Annotated[Admission, Depends(current_admission)]

@@ -1,0 +1,127 @@
+"""Admission control: new orders are refused early (503 + Retry-After) past capacity,
+from measured signals; the refusals are counted. Real PostgreSQL holds the active
+orders; Temporal is not needed (a refused start never reaches it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from functions import admission, deps
+from functions.main import app
+from orderflow import store
+from orderflow.devstack.launcher import free_port
+from orderflow.models import OrderState
+from orderflow.settings import Settings
+from tests.orderflow.test_store import make_order, new_id
+
+BODY = {
+    "payment_id": "pay-1",
+    "address": {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+}
+
+
+def shed_count(reason: str) -> float:
+    return REGISTRY.get_sample_value("orderflow_api_orders_shed_total", {"reason": reason}) or 0.0
+
+
+def client_with(settings: Settings) -> Iterator[TestClient]:
+    resources = deps.Resources(settings)
+    app.dependency_overrides[deps.current_resources] = lambda: resources
+    app.dependency_overrides[deps.current_settings] = lambda: settings
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+        # The pool lives on the client's event loop: close it there, or its
+        # connections outlive the test and PostgreSQL's shutdown waits for them.
+        assert c.portal is not None
+        c.portal.call(resources.close)
+    app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def nowhere() -> str:
+    return f"127.0.0.1:{free_port()}"  # a Temporal that does not answer
+
+
+async def test_past_the_active_order_limit_a_start_is_refused_with_retry_after(
+    postgres_dsn: str, db: asyncpg.Pool, nowhere: str
+) -> None:
+    async with db.acquire() as conn:
+        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+    limit = active + 1
+    for _ in range(2):  # two more orders being processed: one past the limit
+        await make_order(db, new_id())
+    settings = Settings(
+        database_url=postgres_dsn, temporal_address=nowhere, shed_max_active_orders=limit
+    )
+    before = shed_count("active_orders")
+
+    for c in client_with(settings):
+        resp = c.post(f"/orders/{new_id()}/start", json=BODY)
+
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.json()["error"] == "service_unavailable"
+    assert f"(limit {limit})" in resp.json()["message"]
+    assert "not started" in resp.json()["message"]
+    assert shed_count("active_orders") == before + 1
+
+
+async def test_orders_awaiting_approval_do_not_count_as_load(
+    postgres_dsn: str, db: asyncpg.Pool, nowhere: str
+) -> None:
+    async with db.acquire() as conn:
+        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+    for _ in range(3):
+        oid = new_id()
+        await make_order(db, oid)
+        async with db.acquire() as conn:
+            await store.advance_order(conn, oid, OrderState.AWAITING_APPROVAL, "order_validated")
+    settings = Settings(
+        database_url=postgres_dsn, temporal_address=nowhere, shed_max_active_orders=active
+    )
+
+    for c in client_with(settings):
+        resp = c.post(f"/orders/{new_id()}/start", json=BODY)
+
+    # Admitted: it went on to Temporal, which is not there.
+    assert resp.status_code == 503, resp.text
+    assert "Temporal is unavailable" in resp.json()["message"]
+
+
+def test_slow_starts_shed_until_temporal_is_seen_to_have_recovered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("functions.admission.time.monotonic", lambda: now[0])
+    gate = admission.Admission(Settings(shed_max_start_latency_seconds=1.0))
+    gate.observe_start(0.05)
+    assert gate.start_latency() == pytest.approx(0.05)
+    for _ in range(10):
+        gate.observe_start(3.0)
+    assert gate.start_latency() > 1.0
+    before = shed_count("start_latency")
+    with pytest.raises(HTTPException) as refused:
+        gate._check_latency()
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert shed_count("start_latency") == before + 1
+
+    # No start for a while (all refused): the slow average is forgotten, so the next
+    # start goes through and measures Temporal again.
+    now[0] += admission.LATENCY_MEMORY_SECONDS + 0.1
+    assert gate.start_latency() == 0.0
+    gate._check_latency()
+    gate.observe_start(0.04)
+    assert gate.start_latency() == pytest.approx(0.04)
+
+
+def test_zero_turns_each_signal_off() -> None:
+    gate = admission.Admission(Settings(shed_max_active_orders=0, shed_max_start_latency_seconds=0))
+    gate.observe_start(60.0)
+    gate._check_latency()  # does not raise

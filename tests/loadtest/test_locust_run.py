@@ -58,3 +58,25 @@ def test_rate_scenario_keeps_its_rate_and_adds_the_extra_reads(
     # The pollers read each order about once a second; the extra reads add ~30.
     assert status["requests"] >= 20 and status["failures"] == 0, status
     assert status["per_second"] > 0
+    # The client's clock includes the workflow's and the poll interval on top.
+    assert summary["latency"]["p50"] >= summary["workflow_latency"]["p50"]
+    assert summary["offered_per_second"] == 4 and summary["lateness"]["max"] is not None
+
+
+def test_long_poll_mode_follows_each_order_with_waiting_reads(api_url: str, tmp_path: Path) -> None:
+    summary = run_locust(
+        api_url,
+        tmp_path / "report",
+        "--orders-per-second",
+        "2",
+        "--duration",
+        "2",
+        "--wait-seconds",
+        "15",
+    )
+    assert summary["by_state"] == {"COMPLETED": summary["orders"]}, summary
+    assert summary["follow"] == "long poll status?wait=15"
+    waits = summary["http"]["GET /orders/[id]/status?wait"]
+    assert "GET /orders/[id]/status" not in summary["http"]  # nobody polled
+    # One waiting read per order is enough when it answers on the terminal state.
+    assert waits["failures"] == 0 and waits["requests"] <= 2 * summary["orders"], waits

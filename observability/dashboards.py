@@ -432,6 +432,30 @@ API = Dashboard(
             description="approve, cancel and update-address sent to orders: accepted, "
             "rejected (409) or failed.",
         ),
+        Panel(
+            "New orders shed (admission control)",
+            [
+                Query(rate("orderflow_api_orders_shed_total", "reason"), "shed: {{reason}}"),
+                Query(rate("orderflow_api_orders_started_total"), "started"),
+            ],
+            unit="ops",
+            description="Starts refused with 503 + Retry-After because the stack was past "
+            "capacity, by the signal that decided (SHED_MAX_ACTIVE_ORDERS, "
+            "SHED_MAX_START_LATENCY_SECONDS), against the starts admitted.",
+        ),
+        Panel(
+            "Admission signals",
+            [
+                Query("max(orderflow_api_admission_active_orders)", "active orders"),
+                Query(
+                    "max(orderflow_api_admission_start_latency_seconds) * 1000",
+                    "Temporal start latency (ms, moving average)",
+                ),
+            ],
+            description="What admission control measures: orders being processed (not "
+            "awaiting approval) and how long Temporal takes to accept a start. Shedding "
+            "starts above the configured limits.",
+        ),
     ],
 )
 

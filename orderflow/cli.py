@@ -32,7 +32,11 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console()
 
 TERMINAL = {"COMPLETED", "CANCELLED", "FAILED"}
-WATCH_POLL_SECONDS = 0.25
+# watch asks the API to hold each read until the order's state changes (status?wait),
+# at most this long, so a step shows the moment it commits, and attempts and errors
+# of the running step still refresh this often.
+WATCH_WAIT_SECONDS = 1.0
+WATCH_MIN_INTERVAL_SECONDS = 0.2
 
 BaseUrl = Annotated[str | None, typer.Option("--api", help="API base URL (default: API_BASE_URL)")]
 
@@ -175,19 +179,23 @@ def watch(
     """Follow an order live until it ends."""
     started = time.monotonic()
     with _client(api) as http, Live(console=console, refresh_per_second=8) as live:
+        params: dict[str, str | float] = {"live": "true", "wait": WATCH_WAIT_SECONDS}
         while True:
-            resp = http.get(f"/orders/{order_id}/status", params={"live": "true"})
+            resp = http.get(f"/orders/{order_id}/status", params=params)
             if resp.status_code != 200:
                 console.print(f"[red]{resp.status_code} {resp.json().get('message')}[/red]")
                 raise typer.Exit(1)
             data = resp.json()
+            params["changed_from"] = data["state"]
+            # The live state can run a step ahead of the stored one that `wait` watches,
+            # which then answers at once: keep such reads a few a second at most.
+            time.sleep(WATCH_MIN_INTERVAL_SECONDS)
             live.update(render(data, time.monotonic() - started))
             if data["state"] in TERMINAL:
                 return
             if time.monotonic() - started > timeout:
                 console.print("[yellow]still running; stopped watching[/yellow]")
                 raise typer.Exit(3)
-            time.sleep(WATCH_POLL_SECONDS)
 
 
 def main() -> None:

@@ -60,6 +60,15 @@ def test_start_approve_and_follow_an_order(api_url: str) -> None:
     assert "order_shipped" in cli(api_url, "events", oid)
 
 
+def test_watch_follows_an_order_to_its_end(api_url: str) -> None:
+    oid = f"cli-{uuid.uuid4().hex[:10]}"
+    cli(api_url, "start", oid)
+    cli(api_url, "approve", oid)
+    out = cli(api_url, "watch", oid, "--timeout", "60")
+    assert "COMPLETED" in out, out
+    assert status(api_url, oid)["state"] == "COMPLETED"
+
+
 def test_live_status_and_cancel_in_review(api_url: str) -> None:
     oid = f"cli-{uuid.uuid4().hex[:10]}"
     cli(api_url, "start", oid)

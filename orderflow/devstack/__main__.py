@@ -83,6 +83,14 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
             temporal_address = await _start_temporal(sup, settings)
         else:
             log.info("using existing Temporal from TEMPORAL_ADDRESS", address=temporal_address)
+            # Its settings cannot be read over the API, so say what they must be.
+            log.warning(
+                "an external Temporal needs one task-queue partition for `orders` and "
+                "`shipping` to keep orders within 15 s at 10 orders/s on a small machine; a "
+                "plain `temporal server start-dev` has four (see README, 'Someone else's "
+                "Temporal')",
+                flags=" ".join(temporal.TEMPORAL_DEV_TUNING),
+            )
 
         env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
         for name, module, port in (

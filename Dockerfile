@@ -5,9 +5,13 @@
 #   python -m orderflow.migrate  database migrations (the chart's hook Job)
 #   python -m orderflow.smoke    one order end to end (the chart's `helm test`)
 # Build: docker build -t orderflow:dev .     (the loadtest target: see k8s/loadtest-job.yaml)
+# BASE_IMAGE: any image with the official Python image's layout (python on PATH with venv);
+# the container tests build on a local stand-in, since no registry is reachable there
+# (docs/containers.md).
+ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 # --- build: resolve and install into a virtualenv (wheels only; no compiler needed) ---
-FROM python:3.12-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -20,7 +24,7 @@ RUN /opt/venv/bin/pip install --only-binary=:all: --no-compile . \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # --- runtime: the virtualenv and the migrations, nothing else ---
-FROM python:3.12-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

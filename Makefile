@@ -16,7 +16,7 @@ UPDATE   ?= 0
 READS    ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults lint format migrate clean load bench observe dashboards \
+.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench observe dashboards \
         kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
 
 help: ## list the targets
@@ -48,6 +48,11 @@ test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite aga
 
 test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
 	@$(BIN)/pytest -m faults tests/faults
+
+# The first container test also waits for the image build (a minute or more): --timeout 300.
+test-containers: $(STAMP) ## build the image with podman, run the chart's containers (docs/containers.md)
+	@bash k8s/containers/setup.sh
+	@$(BIN)/pytest -m containers --timeout=300 --durations=5 tests/containers
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

@@ -150,6 +150,38 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* Probes of the API and both workers: one implementation (orderflow/health.py) ------
+Following Kubernetes' guidance (kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes,
+.../tasks/configure-pod-container/configure-liveness-readiness-startup-probes):
+- startup: the liveness endpoint with a budget of 60 s (30 x 2 s) for the worst start-up;
+  it holds the other two off until the process answers at all.
+- liveness: /healthz, the event loop answers. Never a dependency: restarting a container
+  cannot fix PostgreSQL or Temporal, and with a shared dependency it would restart every
+  pod at once.
+- readiness: /readyz, this process takes work (API: started, not shutting down; worker:
+  polling, not draining). Not the dependencies either: a not-ready pod leaves its
+  Service's endpoints, so a 10 s database restart would take every API pod out together
+  and clients would get refused connections instead of the API's 503 with Retry-After.
+  Dependency state is GET /dependencies and the orderflow_dependency_up gauge instead.
+  It answers from memory, so a short timeout; two misses in a row before a pod leaves.
+*/}}
+{{- define "orderflow.httpProbes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end -}}
+
 {{/* Metrics annotations: include "orderflow.scrapeAnnotations" (list $ port) */}}
 {{- define "orderflow.scrapeAnnotations" -}}
 {{- $ := index . 0 -}}

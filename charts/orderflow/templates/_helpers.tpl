@@ -60,18 +60,45 @@ app.kubernetes.io/part-of: orderflow
 {{- end -}}
 {{- end -}}
 
+{{/* The built-in PostgreSQL's password: a Secret you manage, or the one the chart makes. */}}
+{{- define "orderflow.postgresSecretName" -}}
+{{- default (include "orderflow.component" (list . "postgres")) .Values.postgres.builtin.existingSecret -}}
+{{- end -}}
+
+{{- define "orderflow.postgresSecretKey" -}}
+{{- if .Values.postgres.builtin.existingSecret -}}{{ .Values.postgres.builtin.secretKey }}{{- else -}}password{{- end -}}
+{{- end -}}
+
+{{/* An external database's DATABASE_URL: your Secret, or the one made from postgres.external.url. */}}
 {{- define "orderflow.databaseSecretName" -}}
-{{- if eq .Values.postgres.mode "builtin" -}}
-{{- include "orderflow.component" (list . "postgres") -}}
-{{- else if .Values.postgres.external.existingSecret -}}
+{{- if .Values.postgres.external.existingSecret -}}
 {{- .Values.postgres.external.existingSecret -}}
 {{- else -}}
 {{- include "orderflow.component" (list . "database") -}}
 {{- end -}}
 {{- end -}}
 
-{{- define "orderflow.databaseSecretKey" -}}
-{{- if eq .Values.postgres.mode "builtin" -}}database-url{{- else -}}{{ .Values.postgres.external.secretKey }}{{- end -}}
+{{/* How a process gets its database: the env entries of DATABASE_URL (and PGPASSWORD). */}}
+{{- define "orderflow.databaseEnv" -}}
+{{- if eq .Values.postgres.mode "builtin" -}}
+{{- $pg := .Values.postgres.builtin -}}
+{{- /* The password stays out of the URL: asyncpg reads libpq's PGPASSWORD when the URL has
+       none. So the Secret holds nothing but the password, which lets it be one you manage
+       (postgres.builtin.existingSecret), and the URL is plain configuration. */}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.postgresSecretName" . }}
+      key: {{ include "orderflow.postgresSecretKey" . }}
+- name: DATABASE_URL
+  value: {{ printf "postgresql://%s@%s:5432/%s" $pg.username (include "orderflow.component" (list . "postgres")) $pg.database | quote }}
+{{- else -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.databaseSecretName" . }}
+      key: {{ .Values.postgres.external.secretKey }}
+{{- end -}}
 {{- end -}}
 
 {{- define "orderflow.apiTokenSecretName" -}}
@@ -112,11 +139,7 @@ seccompProfile:
 
 {{/* Secret env vars of the app containers (config lives in the ConfigMap) ---- */}}
 {{- define "orderflow.secretEnv" -}}
-- name: DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "orderflow.databaseSecretName" . }}
-      key: {{ include "orderflow.databaseSecretKey" . }}
+{{ include "orderflow.databaseEnv" . }}
 {{- with include "orderflow.apiTokenSecretName" . }}
 - name: API_TOKEN
   valueFrom:

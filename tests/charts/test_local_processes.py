@@ -178,11 +178,12 @@ def test_scrape_path_serves_metrics(rendered: Rendered, local_pods: dict[str, Lo
         port = int(annotations["prometheus.io/port"])
         url = f"http://127.0.0.1:{pod.ports[port]}{annotations['prometheus.io/path']}"
         answers[workload] = httpx.get(url, timeout=5)
-    if all(r.status_code == 404 for r in answers.values()):
-        pytest.skip("GET /metrics arrives with the observability work (issue 4)")
     for workload, response in answers.items():
-        assert response.status_code == 200, workload
-        assert "# TYPE" in response.text, workload
+        assert response.status_code == 200, (workload, response.status_code)
+        assert response.headers["content-type"].startswith("text/plain"), workload
+        # Our own series, not just any exposition: the component announces itself.
+        assert "# TYPE orderflow_build_info gauge" in response.text, workload
+        assert "orderflow_dependency_up" in response.text, workload
 
 
 def test_helm_test_pod_completes_an_order(

@@ -34,3 +34,13 @@ def test_the_gauge_says_down_at_the_scrape(offline_client: tuple[TestClient, Set
     assert scraped.status_code == 200
     for dependency in ("temporal", "database"):
         assert f'orderflow_dependency_up{{dependency="{dependency}"}} 0.0' in scraped.text
+
+
+def test_the_answers_carry_the_outage(offline_client: tuple[TestClient, Settings]) -> None:
+    """Why the pod stays ready: a client reaching it learns to retry, instead of
+    finding no endpoint behind the Service."""
+    http, _ = offline_client
+    for path in ("/orders/o-1/events", "/orders/o-1/status"):
+        resp = http.get(path)
+        assert (resp.status_code, resp.headers.get("retry-after")) == (503, "1"), resp.text
+    assert http.get("/readyz").status_code == 200

@@ -15,8 +15,8 @@ and .../configuration/liveness-readiness-startup-probes):
   get refused connections instead of the API's 503 with ``Retry-After``, and every
   status read that the live workflow could still answer would be lost.
 * ``GET /dependencies``: what each dependency answers right now, 200 when all do and
-  503 when one does not (for people, alerts and `make run`'s start-up wait; never
-  a probe, for the reason above). The same state is exported as
+  503 when one does not (for people and `make run`'s start-up wait; never a probe,
+  for the reason above). The same state is exported, for dashboards and alerts, as
   ``orderflow_dependency_up{dependency}`` (1 up, 0 down), refreshed at every call
   and at every ``/metrics`` scrape.
 

@@ -3,7 +3,8 @@
 Without API_TOKEN (local development) everything is open. With it, every
 mutating endpoint needs ``Authorization: Bearer <API_TOKEN>``, and so do the
 reads (status, events) unless API_PUBLIC_READS is on. Probes (/healthz,
-/readyz) and /metrics never carry these dependencies, so they stay open.
+/readyz), /dependencies and /metrics never carry these dependencies, so they
+stay open.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 HTTP requests by route template (not raw path: order ids would explode the
 series count), method and status; orders started and customer updates sent;
 and, read from PostgreSQL at scrape time, the orders still open per state with
-the age of the stalest one (what the "stuck orders" alert watches). Behind
+the age of the stalest one (what the "stuck orders" alert watches); and whether
+Temporal and PostgreSQL answer (orderflow_dependency_up, orderflow/health.py). Behind
 Lambda each container counts only its own invocations; scrape the API where it
 runs as a long-lived process.
 """
@@ -18,7 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.deps import ResourcesDep
-from orderflow import store
+from functions.routes.health import api_checks
+from orderflow import health, store
 from orderflow.log import get_logger
 from orderflow.metrics import announce, exposition
 from orderflow.models import TERMINAL_STATES, OrderState
@@ -123,12 +125,20 @@ async def _refresh_open_orders(res: ResourcesDep) -> None:
         OLDEST_OPEN.labels(state=state.value).set(row.oldest_update_age_seconds if row else 0)
 
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics(res: ResourcesDep) -> Response:
+async def _refresh_open_orders_or_log(res: ResourcesDep) -> None:
     try:
         await asyncio.wait_for(_refresh_open_orders(res), DB_SCRAPE_TIMEOUT_SECONDS)
     except Exception as err:  # the request metrics are still worth serving
         log.warning("open orders not refreshed", error=f"{type(err).__name__}: {err}")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(res: ResourcesDep) -> Response:
+    # At once: a scrape while a dependency is down waits for one timeout, not two.
+    await asyncio.gather(
+        _refresh_open_orders_or_log(res),
+        health.check(api_checks(res), health.SCRAPE_CHECK_TIMEOUT_SECONDS),
+    )
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -25,7 +25,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from orderflow.settings import Settings
 
 # Probes and scrapes every few seconds would bury the spans that matter.
-UNTRACED_URLS = "healthz,readyz,metrics"
+UNTRACED_URLS = "healthz,readyz,dependencies,metrics"
 
 
 def service_name(settings: Settings, component: str) -> str:

@@ -1,29 +1,26 @@
-"""The worker's own small HTTP endpoint: liveness and readiness probes, and metrics.
+"""The worker's own small HTTP endpoint: its probes and its metrics.
 
 Served on WORKER_HTTP_HOST and the worker's port (ORDER_WORKER_HTTP_PORT /
 SHIPPING_WORKER_HTTP_PORT) by uvicorn inside the worker process, on the same
-event loop. Ready means it can do its job: Temporal and PostgreSQL answer and
-the worker is polling (not shutting down).
+event loop. The probes are the API's (orderflow/health.py): ready means the
+worker polls its task queue (workers/process.py marks it), whatever Temporal
+and PostgreSQL do meanwhile; /dependencies says what they do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 import asyncpg
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 from temporalio.client import Client
 
-from orderflow import store
-
-PROBE_TIMEOUT_SECONDS = 2.0
+from orderflow import health
 
 
 class WorkerHealth:
@@ -33,49 +30,25 @@ class WorkerHealth:
         pool: asyncpg.Pool,
         metrics: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
-        self.client = client
-        self.pool = pool
-        self.polling = False
+        self.checks: dict[str, health.Check] = {
+            "temporal": partial(health.temporal_ok, client),
+            "database": partial(health.database_ok, pool),
+        }
+        self.probes = health.Probes(lambda: self.checks, ready=False, reason="starting")
         self._metrics = metrics
 
-    async def metrics(self, _request: Request) -> Response:
+    async def metrics(self) -> Response:
         """Prometheus text: the worker's own metrics and the Temporal SDK's."""
+        await health.check(self.checks, health.SCRAPE_CHECK_TIMEOUT_SECONDS)
         body = await self._metrics() if self._metrics else b""
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    async def healthz(self, _request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(self, _request: Request) -> JSONResponse:
-        checks = {"worker": "polling" if self.polling else "not polling"}
-
-        async def database() -> None:
-            async with self.pool.acquire() as conn:
-                await store.ping(conn)
-
-        for name, probe in (
-            ("temporal", self.client.service_client.check_health),
-            ("database", database),
-        ):
-            try:
-                await asyncio.wait_for(probe(), PROBE_TIMEOUT_SECONDS)
-                checks[name] = "ok"
-            except Exception as err:  # any failure means not ready; say which, not how
-                checks[name] = f"unreachable ({type(err).__name__})"
-        ready = self.polling and checks["temporal"] == checks["database"] == "ok"
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/healthz", self.healthz),
-                Route("/readyz", self.readyz),
-                Route("/metrics", self.metrics),
-            ]
-        )
+    def app(self) -> FastAPI:
+        # No OpenAPI or docs pages: only the kubelet, Prometheus and people with curl call it.
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.include_router(self.probes.router())
+        app.add_api_route("/metrics", self.metrics, methods=["GET"], include_in_schema=False)
+        return app
 
     def server(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(

@@ -93,9 +93,9 @@ async def serve(
         tracing=settings.otel_traces_exporter if tracing else "off",
     )
     async with worker:
-        health.polling = True
+        health.probes.serving()
         await stop.wait()
-        health.polling = False
+        health.probes.stopping("draining")
         log.info(
             "shutting down: finishing in-flight tasks",
             grace_seconds=settings.worker_shutdown_grace_seconds,

@@ -1,48 +1,29 @@
-"""Liveness and readiness probes (also used by Kubernetes)."""
+"""The API's probes: the shared ones (orderflow/health.py) over the API's connections.
+
+Always ready while it answers: uvicorn runs the app's start-up before it listens
+and closes the listener first thing on SIGTERM (and Kubernetes takes a
+terminating pod out of its Service by itself), behind Lambda every invocation
+is served. So readiness has nothing to wait for here; what can be missing is a
+dependency, which /dependencies reports and each answer handles (503 with
+Retry-After). The checks use the same lazily opened Temporal client and pool as
+the order routes (functions/deps.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
-
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-
 from functions.deps import ResourcesDep
-from orderflow import store
-
-router = APIRouter(tags=["health"])
-
-PROBE_TIMEOUT_SECONDS = 2.0
+from orderflow import health
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive and serving."""
-    return {"status": "ok"}
-
-
-@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
-async def readyz(res: ResourcesDep) -> JSONResponse:
-    """Temporal and PostgreSQL are both reachable: this instance can do its job."""
-    checks: dict[str, str] = {}
-
+def api_checks(res: ResourcesDep) -> dict[str, health.Check]:
     async def temporal() -> None:
-        client = await res.temporal()
-        await client.service_client.check_health()
+        await health.temporal_ok(await res.temporal())
 
     async def database() -> None:
-        pool = await res.db()
-        async with pool.acquire() as conn:
-            await store.ping(conn)
+        await health.database_ok(await res.db())
 
-    for name, probe in (("temporal", temporal), ("database", database)):
-        try:
-            await asyncio.wait_for(probe(), PROBE_TIMEOUT_SECONDS)
-            checks[name] = "ok"
-        except Exception as err:  # any failure means not ready; say which, not how
-            checks[name] = f"unreachable ({type(err).__name__})"
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    return {"temporal": temporal, "database": database}
+
+
+probes = health.Probes(api_checks, ready=True)
+router = probes.router()

@@ -97,14 +97,14 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
             ("order-worker", "workers.order", settings.order_worker_http_port),
             ("shipping-worker", "workers.shipping", settings.shipping_worker_http_port),
         ):
-            ready_url = f"http://127.0.0.1:{port}/readyz"
+            base = f"http://127.0.0.1:{port}"
             await sup.start(
                 Component(
                     name,
                     [sys.executable, "-m", module],
                     env=env,
-                    ready=lambda url=ready_url: readiness.wait_for(  # type: ignore[misc]
-                        f"{url}", readiness.http_ok(url), 60
+                    ready=lambda url=base: readiness.wait_for(  # type: ignore[misc]
+                        url, readiness.serving_and_connected(url), 60
                     ),
                 )
             )
@@ -114,7 +114,7 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
                 "api",
                 [sys.executable, "-m", "functions"],
                 env=env,
-                ready=lambda: readiness.wait_for("API", readiness.http_ok(f"{api}/readyz"), 60),
+                ready=lambda: readiness.wait_for("API", readiness.serving_and_connected(api), 60),
             )
         )
         _banner(settings, api, database_url, temporal_address)

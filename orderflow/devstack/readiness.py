@@ -44,10 +44,21 @@ def temporal(address: str, namespace: str) -> Callable[[], Awaitable[None]]:
     return probe
 
 
-def http_ok(url: str) -> Callable[[], Awaitable[None]]:
+def http_ok(*urls: str) -> Callable[[], Awaitable[None]]:
+    """Every URL answers 2xx."""
+
     async def probe() -> None:
         async with httpx.AsyncClient(timeout=2) as http:
-            resp = await http.get(url)
-            resp.raise_for_status()
+            for url in urls:
+                resp = await http.get(url)
+                resp.raise_for_status()
 
     return probe
+
+
+def serving_and_connected(base_url: str) -> Callable[[], Awaitable[None]]:
+    """An API or worker (orderflow/health.py) takes work (/readyz) and reaches
+    PostgreSQL and Temporal (/dependencies). Readiness alone says nothing of the
+    dependencies, and the next component, or the developer, should not start on a
+    stack that cannot reach its database."""
+    return http_ok(f"{base_url}/readyz", f"{base_url}/dependencies")

@@ -40,6 +40,9 @@ OTEL_SDK_ENV = {
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_SERVICE_NAME",
 }
+# Read by asyncpg itself (libpq's variable) when DATABASE_URL carries no password: how
+# the built-in PostgreSQL's password reaches the processes.
+LIBPQ_ENV = {"PGPASSWORD"}
 ENTRYPOINTS = {
     f"{RELEASE}-functions": ["python", "-m", "functions"],
     f"{RELEASE}-order-worker": ["python", "-m", "workers.order"],
@@ -85,7 +88,7 @@ def container_env(rendered: Rendered, container: Obj) -> dict[str, Any]:
 def test_every_env_var_is_a_setting(name: str) -> None:
     rendered = render_set(name)
     for workload, container in app_containers(rendered):
-        unknown = set(container_env(rendered, container)) - SETTINGS_ENV - OTEL_SDK_ENV
+        unknown = set(container_env(rendered, container)) - SETTINGS_ENV - OTEL_SDK_ENV - LIBPQ_ENV
         assert not unknown, f"{workload['metadata']['name']} sets {unknown}"
 
 
@@ -106,17 +109,23 @@ def test_secrets_come_from_secrets(name: str) -> None:
     secret_names = {s["metadata"]["name"] for s in rendered.kinds("Secret")}
     values = rendered.values
     external = {
+        values["postgres"]["builtin"]["existingSecret"],
         values["postgres"]["external"]["existingSecret"],
         values["apiToken"]["existingSecret"],
         values["temporal"]["external"]["apiKey"]["existingSecret"],
     } - {""}
     for workload, container in app_containers(rendered):
         env = container_env(rendered, container)
-        for var in ("DATABASE_URL", "API_TOKEN", "TEMPORAL_API_KEY"):
-            if var not in env:
-                continue
-            ref = env[var]["secretKeyRef"]
-            assert ref["name"] in secret_names | external, (workload["metadata"]["name"], var)
+        where = workload["metadata"]["name"]
+        if isinstance(env.get("DATABASE_URL"), str):  # the built-in database: no password in it
+            assert urlsplit(env["DATABASE_URL"]).password is None, where
+            assert "secretKeyRef" in env["PGPASSWORD"], where
+        for var in ("DATABASE_URL", "PGPASSWORD", "API_TOKEN", "TEMPORAL_API_KEY"):
+            value = env.get(var)
+            if value is None or (var == "DATABASE_URL" and isinstance(value, str)):
+                continue  # not set, or the built-in database's URL (checked above)
+            ref = value["secretKeyRef"]
+            assert ref["name"] in secret_names | external, (where, var)
         if workload["kind"] != "Pod":  # the helm test pod talks to the API only
             assert "DATABASE_URL" in env
     token_set = bool(values["apiToken"]["value"] or values["apiToken"]["existingSecret"])
@@ -126,17 +135,25 @@ def test_secrets_come_from_secrets(name: str) -> None:
 
 def test_builtin_database_url_points_at_the_builtin_postgres() -> None:
     rendered = render_set("default")
-    secret = rendered.get("Secret", f"{RELEASE}-postgres")["data"]
-    url = urlsplit(base64.b64decode(secret["database-url"]).decode())
-    password = base64.b64decode(secret["password"]).decode()
+    secret = rendered.get("Secret", f"{RELEASE}-postgres")
+    password = base64.b64decode(secret["data"]["password"]).decode()
     service = rendered.get("Service", f"{RELEASE}-postgres")
     statefulset = rendered.get("StatefulSet", f"{RELEASE}-postgres")
     pg_env = {e["name"]: e for e in pod_spec(statefulset)["containers"][0]["env"]}
-    assert url.hostname == service["metadata"]["name"]
-    assert url.port == service["spec"]["ports"][0]["port"] == 5432
-    assert url.password == password and len(password) >= 24
-    assert url.username == pg_env["POSTGRES_USER"]["value"]
-    assert url.path == f"/{pg_env['POSTGRES_DB']['value']}"
+    assert len(password) >= 24 and set(secret["data"]) == {"password"}
+    server_ref = pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert server_ref == {"name": secret["metadata"]["name"], "key": "password"}
+    for workload, container in app_containers(rendered):
+        env = container_env(rendered, container)
+        if "DATABASE_URL" not in env:
+            continue
+        url = urlsplit(env["DATABASE_URL"])
+        assert url.hostname == service["metadata"]["name"], workload["metadata"]["name"]
+        assert url.port == service["spec"]["ports"][0]["port"] == 5432
+        assert url.username == pg_env["POSTGRES_USER"]["value"]
+        assert url.path == f"/{pg_env['POSTGRES_DB']['value']}"
+        # The processes log in with the password the server was initialised with.
+        assert env["PGPASSWORD"]["secretKeyRef"] == server_ref
 
 
 def _container(rendered: Rendered, workload_name: str) -> Obj:

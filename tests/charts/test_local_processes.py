@@ -22,7 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
@@ -30,11 +32,14 @@ from temporalio.client import Client
 from orderflow.devstack.launcher import free_port
 from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT
-from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render_set
+from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render, render_set
 from tests.charts.test_contract import APP_PORT_SETTING, container_env
 from tests.conftest import TEMPORAL_BIN
 
 STARTUP_SECONDS = 60.0
+# Stand-ins for what the pods read from Secrets. The session's PostgreSQL trusts local
+# connections, so the password is sent but not checked (the last test checks it).
+SESSION_SECRETS = {"PGPASSWORD": "not-checked-by-the-session-server"}
 
 
 @dataclass
@@ -136,7 +141,7 @@ def local_pods(
     try:
         for workload in APP_PORT_SETTING:
             container = app_container(rendered, workload)
-            env = adapted_env(rendered, container, overrides, {})
+            env = adapted_env(rendered, container, overrides, SESSION_SECRETS)
             log = logs / f"{workload}.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
@@ -158,8 +163,9 @@ def test_probes_answer(local_pods: dict[str, LocalPod], workload: str) -> None:
         probe = pod.container[kind]["httpGet"]
         response = wait_http(pod, pod.url(probe["port"], probe["path"]))
         assert response.status_code == 200
-    ready = httpx.get(pod.url("http", "/readyz"), timeout=5).json()
-    assert ready["checks"]["temporal"] == ready["checks"]["database"] == "ok"
+    # Ready does not look at them; that the process reaches them is asked separately.
+    reached = httpx.get(pod.url("http", "/dependencies"), timeout=5).json()
+    assert reached["dependencies"] == {"temporal": "ok", "database": "ok"}
 
 
 def test_scrape_path_serves_metrics(rendered: Rendered, local_pods: dict[str, LocalPod]) -> None:
@@ -172,11 +178,12 @@ def test_scrape_path_serves_metrics(rendered: Rendered, local_pods: dict[str, Lo
         port = int(annotations["prometheus.io/port"])
         url = f"http://127.0.0.1:{pod.ports[port]}{annotations['prometheus.io/path']}"
         answers[workload] = httpx.get(url, timeout=5)
-    if all(r.status_code == 404 for r in answers.values()):
-        pytest.skip("GET /metrics arrives with the observability work (issue 4)")
     for workload, response in answers.items():
-        assert response.status_code == 200, workload
-        assert "# TYPE" in response.text, workload
+        assert response.status_code == 200, (workload, response.status_code)
+        assert response.headers["content-type"].startswith("text/plain"), workload
+        # Our own series, not just any exposition: the component announces itself.
+        assert "# TYPE orderflow_build_info gauge" in response.text, workload
+        assert "orderflow_dependency_up" in response.text, workload
 
 
 def test_helm_test_pod_completes_an_order(
@@ -216,11 +223,65 @@ def test_sigterm_stops_every_process_within_its_grace_period(
 def test_migrations_job_command_is_safe_to_rerun(rendered: Rendered, postgres_dsn: str) -> None:
     job = app_container(rendered, f"{RELEASE}-migrations")
     overrides = {"DATABASE_URL": postgres_dsn, "MIGRATIONS_DIR": str(REPO_ROOT / "migrations")}
-    env = adapted_env(rendered, job, overrides, {})
+    env = adapted_env(rendered, job, overrides, SESSION_SECRETS)
     for _ in range(2):  # the session already migrated: both runs find nothing to do
         result = subprocess.run(command(job), env=env, capture_output=True, timeout=60)
         assert result.returncode == 0, result.stderr.decode()
         assert b'"applied": []' in result.stdout
+
+
+@pytest.fixture
+def checked_password(postgres_dsn: str) -> Iterator[tuple[str, str]]:
+    """A role whose password the session's PostgreSQL does check (scram-sha-256), for
+    one test: a pg_hba.conf line ahead of the `trust` ones, removed afterwards."""
+    role, password = "pw_checked", "s3cret-from-the-secret"
+
+    async def run(*statements: str) -> list[asyncpg.Record | None]:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            return [await conn.fetchrow(sql) for sql in statements]
+        finally:
+            await conn.close()
+
+    (row,) = asyncio.run(run("SHOW hba_file"))
+    assert row is not None
+    hba = Path(row["hba_file"])
+    original = hba.read_text()
+    hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{original}")
+    asyncio.run(
+        run(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'", "SELECT pg_reload_conf()")
+    )
+    try:
+        yield role, password
+    finally:
+        hba.write_text(original)
+        asyncio.run(run("SELECT pg_reload_conf()", f"DROP ROLE {role}"))
+
+
+def test_workloads_log_in_with_the_password_from_the_secret(
+    checked_password: tuple[str, str], postgres_dsn: str
+) -> None:
+    """The built-in database's URL has no password; asyncpg takes PGPASSWORD (from the
+    Secret) instead. The migrations Job's command, as rendered, against a server that
+    checks it: the right password gets in, a wrong one does not."""
+    role, password = checked_password
+    database = urlsplit(postgres_dsn).path.lstrip("/")
+    rendered = render({"postgres": {"builtin": {"username": role, "database": database}}})
+    job = app_container(rendered, f"{RELEASE}-migrations")
+    url = container_env(rendered, job)["DATABASE_URL"]
+    assert urlsplit(url).password is None, url
+    # Only the service address is adapted: the session's server instead of the pod's.
+    local = url.replace(f"{RELEASE}-postgres:5432", f"127.0.0.1:{urlsplit(postgres_dsn).port}")
+    assert local != url
+    outcomes = {}
+    for sent in (password, "not-the-password"):
+        overrides = {"DATABASE_URL": local, "MIGRATIONS_DIR": str(REPO_ROOT / "migrations")}
+        env = adapted_env(rendered, job, overrides, {"PGPASSWORD": sent})
+        result = subprocess.run(command(job), env=env, capture_output=True, timeout=60)
+        outcomes[sent] = (result.returncode, result.stdout + result.stderr)
+    assert outcomes[password][0] == 0, outcomes[password][1].decode()
+    code, output = outcomes["not-the-password"]
+    assert code != 0 and b"password authentication failed" in output, output.decode()
 
 
 def test_temporal_dev_container_args_start_a_server(rendered: Rendered, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -34,17 +36,45 @@ async def in_flight(stack: FaultStack, ids: list[str]) -> int:
     return sum(1 for oid in ids if states.get(oid) not in TERMINAL)
 
 
-async def readyz_while(
-    http: httpx.AsyncClient, seconds: float
-) -> list[tuple[int, dict[str, object]]]:
-    """Poll /readyz (no token: probes are open) and keep every answer."""
-    answers = []
+@dataclass(frozen=True)
+class ProbeAnswers:
+    """What the kubelet (readiness) and a person (/dependencies) saw during a fault."""
+
+    api_ready: set[int]
+    worker_ready: set[int]
+    dependencies: list[tuple[int, dict[str, Any]]]
+
+    def down(self, dependency: str) -> list[str]:
+        """Each state /dependencies gave for ``dependency`` while answering 503."""
+        return [body["dependencies"][dependency] for code, body in self.dependencies if code == 503]
+
+
+async def probes_while(stack: FaultStack, http: httpx.AsyncClient, seconds: float) -> ProbeAnswers:
+    """Poll the API's and the order worker's /readyz and the API's /dependencies
+    (no token: all open) and keep every answer."""
+    answers = ProbeAnswers(set(), set(), [])
+    worker = f"http://127.0.0.1:{stack.ports.order_worker}/readyz"
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        resp = await http.get("/readyz", headers={"Authorization": ""})
-        answers.append((resp.status_code, resp.json()))
-        await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(timeout=5) as plain:
+        while time.monotonic() < deadline:
+            answers.api_ready.add(
+                (await http.get("/readyz", headers={"Authorization": ""})).status_code
+            )
+            answers.worker_ready.add((await plain.get(worker)).status_code)
+            deps = await http.get("/dependencies", headers={"Authorization": ""})
+            answers.dependencies.append((deps.status_code, deps.json()))
+            await asyncio.sleep(0.2)
     return answers
+
+
+def assert_pods_stay_ready(answers: ProbeAnswers, dependency: str) -> None:
+    """Readiness ignores the outage (no pod leaves its Service); /dependencies names it."""
+    assert answers.api_ready == {200}, answers
+    assert answers.worker_ready == {200}, answers
+    assert {code for code, _ in answers.dependencies} <= {200, 503}, answers
+    down = answers.down(dependency)
+    assert down, f"/dependencies never reported {dependency} down: {answers}"
+    assert all(state.startswith("unreachable") for state in down), down
 
 
 async def test_order_worker_sigkill_mid_load(stack: FaultStack, http: httpx.AsyncClient) -> None:
@@ -113,15 +143,7 @@ async def test_postgres_immediate_restart_mid_load(
     stack.hold("postgres")
     stack.kill("postgres", signal.SIGQUIT)  # = pg_ctl stop -m immediate
 
-    answers = await readyz_while(http, 4)
-    codes = {code for code, _ in answers}
-    assert codes <= {200, 503}, answers
-    down = [body for code, body in answers if code == 503]
-    assert down, "readyz never reported the database down"
-    assert all(
-        str(b["checks"]["database"]).startswith("unreachable")  # type: ignore[index]
-        for b in down
-    )
+    assert_pods_stay_ready(await probes_while(stack, http, 4), "database")
     # What a user sees meanwhile: the stored event log is unavailable (503), the
     # live status still answers from the workflow.
     events = await http.get(f"/orders/{ids[0]}/events")
@@ -133,8 +155,8 @@ async def test_postgres_immediate_restart_mid_load(
     await placing
     await wait_finished(stack.dsn, ids, within=150)
     await assert_completed_exactly_once(stack.dsn, ids)
-    assert (await http.get("/readyz")).status_code == 200
-    print("postgres restart: readyz", sorted(codes), "client saw", client.seen)
+    assert (await http.get("/dependencies")).status_code == 200
+    print("postgres restart: client saw", client.seen)
 
 
 async def test_temporal_restart_mid_load(stack: FaultStack, http: httpx.AsyncClient) -> None:
@@ -145,9 +167,7 @@ async def test_temporal_restart_mid_load(stack: FaultStack, http: httpx.AsyncCli
     stack.hold("temporal")
     stack.kill("temporal", signal.SIGKILL)
 
-    answers = await readyz_while(http, 3)
-    assert {code for code, _ in answers} <= {200, 503}, answers
-    assert any(code == 503 for code, _ in answers)
+    assert_pods_stay_ready(await probes_while(stack, http, 3), "temporal")
     refused = await http.post(
         "/orders/temporal-down-probe/start",
         json={

@@ -1,6 +1,6 @@
 """Hostile input: oversized bodies, injection-shaped ids, odd ids, and errors that
 must not leak internals. In-process app; the last test points it at addresses
-where nothing listens, so no real service is needed."""
+where nothing listens (tests/functions/conftest.py), so no real service is needed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from functions import deps
 from functions.main import app, create_app
-from orderflow.devstack.launcher import free_port
 from orderflow.settings import Settings, get_settings
 
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
@@ -70,22 +68,6 @@ def test_bad_order_ids_are_422(order_id: str) -> None:
     assert "Traceback" not in resp.text
 
 
-@pytest.fixture
-def offline_client() -> Iterator[tuple[TestClient, Settings]]:
-    """The app pointed at a database and Temporal where nothing listens."""
-    settings = Settings(
-        database_url=f"postgresql://orderflow:hunter2-pw@127.0.0.1:{free_port()}/orderflow",
-        temporal_address=f"127.0.0.1:{free_port()}",
-        db_command_timeout_seconds=1,
-    )
-    resources = deps.Resources(settings)
-    app.dependency_overrides[deps.current_resources] = lambda: resources
-    app.dependency_overrides[deps.current_settings] = lambda: settings
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c, settings
-    app.dependency_overrides.clear()
-
-
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -93,7 +75,7 @@ def offline_client() -> Iterator[tuple[TestClient, Settings]]:
         ("POST", "/orders/o-1/signals/approve", None),
         ("GET", "/orders/o-1/status", None),
         ("GET", "/orders/o-1/events", None),
-        ("GET", "/readyz", None),
+        ("GET", "/dependencies", None),
     ],
 )
 def test_outage_is_503_without_internals(

@@ -102,11 +102,16 @@ async def test_cancel_in_review_then_everything_is_409(http: httpx.AsyncClient) 
         assert "CANCELLED" in resp.json()["message"]
 
 
-async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+async def test_health_readiness_and_dependencies(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json()["checks"] == {"temporal": "ok", "database": "ok"}
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "reason": None})
+    deps = await http.get("/dependencies")
+    assert deps.status_code == 200
+    assert deps.json() == {"status": "ok", "dependencies": {"temporal": "ok", "database": "ok"}}
+    scraped = (await http.get("/metrics")).text
+    assert 'orderflow_dependency_up{dependency="temporal"} 1.0' in scraped
+    assert 'orderflow_dependency_up{dependency="database"} 1.0' in scraped
 
 
 async def test_status_reads_the_stored_order_and_live_asks_the_workflow(

@@ -68,6 +68,7 @@ def invoke_in_lambda_thread(order_id: str) -> list[dict[str, Any]]:
             handler(http_api_event("POST", f"/orders/{order_id}/start", body), context),
             handler(http_api_event("POST", "/orders/bad id!/start", body), context),
             handler(http_api_event("GET", "/readyz"), context),
+            handler(http_api_event("GET", "/dependencies"), context),
         ]
     finally:
         asyncio.get_event_loop().run_until_complete(deps.reset_resources())
@@ -83,7 +84,7 @@ async def test_lambda_handler_serves_the_api(
     await deps.reset_resources()
     oid = f"lambda-{uuid.uuid4().hex[:8]}"
     try:
-        started, status, duplicate, invalid, ready = await asyncio.to_thread(
+        started, status, duplicate, invalid, ready, dependencies = await asyncio.to_thread(
             invoke_in_lambda_thread, oid
         )
     finally:
@@ -94,4 +95,6 @@ async def test_lambda_handler_serves_the_api(
     assert duplicate["statusCode"] == 409
     assert invalid["statusCode"] == 422
     assert json.loads(invalid["body"])["error"] == "unprocessable_entity"
+    # No ASGI lifespan behind Lambda: an invocation that reaches the app is served.
     assert ready["statusCode"] == 200
+    assert json.loads(dependencies["body"])["dependencies"] == {"temporal": "ok", "database": "ok"}

@@ -35,6 +35,7 @@ async def test_order_endpoints_need_the_token(api_url: str) -> None:
                 assert resp.json()["error"] == "unauthorized"
         assert (await anonymous.get("/healthz")).status_code == 200
         assert (await anonymous.get("/readyz")).status_code == 200
+        assert (await anonymous.get("/dependencies")).status_code == 200
 
 
 def test_cli_sends_the_token(api_url: str) -> None:

@@ -60,18 +60,45 @@ app.kubernetes.io/part-of: orderflow
 {{- end -}}
 {{- end -}}
 
+{{/* The built-in PostgreSQL's password: a Secret you manage, or the one the chart makes. */}}
+{{- define "orderflow.postgresSecretName" -}}
+{{- default (include "orderflow.component" (list . "postgres")) .Values.postgres.builtin.existingSecret -}}
+{{- end -}}
+
+{{- define "orderflow.postgresSecretKey" -}}
+{{- if .Values.postgres.builtin.existingSecret -}}{{ .Values.postgres.builtin.secretKey }}{{- else -}}password{{- end -}}
+{{- end -}}
+
+{{/* An external database's DATABASE_URL: your Secret, or the one made from postgres.external.url. */}}
 {{- define "orderflow.databaseSecretName" -}}
-{{- if eq .Values.postgres.mode "builtin" -}}
-{{- include "orderflow.component" (list . "postgres") -}}
-{{- else if .Values.postgres.external.existingSecret -}}
+{{- if .Values.postgres.external.existingSecret -}}
 {{- .Values.postgres.external.existingSecret -}}
 {{- else -}}
 {{- include "orderflow.component" (list . "database") -}}
 {{- end -}}
 {{- end -}}
 
-{{- define "orderflow.databaseSecretKey" -}}
-{{- if eq .Values.postgres.mode "builtin" -}}database-url{{- else -}}{{ .Values.postgres.external.secretKey }}{{- end -}}
+{{/* How a process gets its database: the env entries of DATABASE_URL (and PGPASSWORD). */}}
+{{- define "orderflow.databaseEnv" -}}
+{{- if eq .Values.postgres.mode "builtin" -}}
+{{- $pg := .Values.postgres.builtin -}}
+{{- /* The password stays out of the URL: asyncpg reads libpq's PGPASSWORD when the URL has
+       none. So the Secret holds nothing but the password, which lets it be one you manage
+       (postgres.builtin.existingSecret), and the URL is plain configuration. */}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.postgresSecretName" . }}
+      key: {{ include "orderflow.postgresSecretKey" . }}
+- name: DATABASE_URL
+  value: {{ printf "postgresql://%s@%s:5432/%s" $pg.username (include "orderflow.component" (list . "postgres")) $pg.database | quote }}
+{{- else -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.databaseSecretName" . }}
+      key: {{ .Values.postgres.external.secretKey }}
+{{- end -}}
 {{- end -}}
 
 {{- define "orderflow.apiTokenSecretName" -}}
@@ -112,11 +139,7 @@ seccompProfile:
 
 {{/* Secret env vars of the app containers (config lives in the ConfigMap) ---- */}}
 {{- define "orderflow.secretEnv" -}}
-- name: DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "orderflow.databaseSecretName" . }}
-      key: {{ include "orderflow.databaseSecretKey" . }}
+{{ include "orderflow.databaseEnv" . }}
 {{- with include "orderflow.apiTokenSecretName" . }}
 - name: API_TOKEN
   valueFrom:
@@ -148,6 +171,38 @@ seccompProfile:
   secret:
     secretName: {{ .Values.temporal.external.tls.existingSecret }}
 {{- end }}
+{{- end -}}
+
+{{/* Probes of the API and both workers: one implementation (orderflow/health.py) ------
+Following Kubernetes' guidance (kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes,
+.../tasks/configure-pod-container/configure-liveness-readiness-startup-probes):
+- startup: the liveness endpoint with a budget of 60 s (30 x 2 s) for the worst start-up;
+  it holds the other two off until the process answers at all.
+- liveness: /healthz, the event loop answers. Never a dependency: restarting a container
+  cannot fix PostgreSQL or Temporal, and with a shared dependency it would restart every
+  pod at once.
+- readiness: /readyz, this process takes work (API: started, not shutting down; worker:
+  polling, not draining). Not the dependencies either: a not-ready pod leaves its
+  Service's endpoints, so a 10 s database restart would take every API pod out together
+  and clients would get refused connections instead of the API's 503 with Retry-After.
+  Dependency state is GET /dependencies and the orderflow_dependency_up gauge instead.
+  It answers from memory, so a short timeout; two misses in a row before a pod leaves.
+*/}}
+{{- define "orderflow.httpProbes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
 {{- end -}}
 
 {{/* Metrics annotations: include "orderflow.scrapeAnnotations" (list $ port) */}}

@@ -127,15 +127,16 @@ class Settings(BaseSettings):
 
     # --- Admission: shed new orders early when past capacity (docs/design.md) --
     shed_max_active_orders: int = Field(
-        100,
+        60,
         ge=0,
         description="Refuse new orders (503 + Retry-After) while more than this many are "
-        "being processed (stored and not ended, orders waiting for approval not counted). "
-        "About capacity x the queueing an admitted order can afford: 100 is ~7 s at the "
-        "~15 orders/s of a 2-core `make run`; raise it with the deployment's capacity. 0: off.",
+        "being processed: stored and not ended (orders waiting for approval not counted), "
+        "plus those this API process started that are not stored yet. About capacity x the "
+        "queueing an admitted order can afford: 60 is ~4.5 s at the ~13 orders/s of a 2-core "
+        "`make run`; raise it with the deployment's capacity. 0: off.",
     )
     shed_max_start_latency_seconds: float = Field(
-        1.0,
+        0.5,
         ge=0,
         description="Refuse new orders while Temporal takes longer than this to accept a "
         "start (moving average of this API process's recent starts); healthy starts take "

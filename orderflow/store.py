@@ -369,3 +369,11 @@ async def count_orders_in(conn: Conn, states: Iterable[OrderState]) -> int:
         "SELECT count(*) FROM orders WHERE state = ANY($1::text[])", [s.value for s in states]
     )
     return count
+
+
+async def stored_order_ids(conn: Conn, order_ids: list[str]) -> list[str]:
+    """Which of ``order_ids`` the database has (admission's view of Temporal's queue)."""
+    if not order_ids:
+        return []
+    rows = await conn.fetch("SELECT id FROM orders WHERE id = ANY($1::text[])", order_ids)
+    return [r["id"] for r in rows]

@@ -146,6 +146,7 @@ async def start_order(
     finally:
         admission.observe_start(time.monotonic() - sent)
     metrics.ORDERS_STARTED.inc()
+    admission.started(order_id)
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 

@@ -125,3 +125,29 @@ def test_zero_turns_each_signal_off() -> None:
     gate = admission.Admission(Settings(shed_max_active_orders=0, shed_max_start_latency_seconds=0))
     gate.observe_start(60.0)
     gate._check_latency()  # does not raise
+
+
+async def test_orders_started_but_not_yet_stored_count_until_the_database_has_them(
+    postgres_dsn: str, db: asyncpg.Pool
+) -> None:
+    async with db.acquire() as conn:
+        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+    res = deps.Resources(Settings(database_url=postgres_dsn))
+    gate = admission.Admission(Settings(shed_max_active_orders=active + 1))
+    queued, stored = new_id(), new_id()
+    try:
+        # Two orders Temporal holds for their first step: invisible to the database.
+        gate.started(queued)
+        gate.started(stored)
+        with pytest.raises(HTTPException) as refused:
+            await gate.admit(res)
+        assert "processed (limit" in str(refused.value.detail)
+
+        # One of them is stored now (active, so still load); the other still queued.
+        await make_order(db, stored)
+        gate._active_read_at = float("-inf")  # the next admission reads afresh
+        with pytest.raises(HTTPException):
+            await gate.admit(res)
+        assert gate._started == {queued: gate._started[queued]}  # the stored one is known
+    finally:
+        await res.close()

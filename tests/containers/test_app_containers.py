@@ -73,8 +73,10 @@ def test_probes_answer(app_pods: dict[str, AppPod], name: str) -> None:
         # that for the rendered values); here that port was moved to pod.port.
         probe = pod.container[kind]["httpGet"]
         assert wait_http(pod.running, pod.url(probe["path"])).status_code == 200
-    ready = httpx.get(pod.url("/readyz"), timeout=5).json()
-    assert ready["checks"]["temporal"] == ready["checks"]["database"] == "ok"
+    # Readiness is the process's own state; whether it reaches its dependencies, here
+    # the session's Temporal and PostgreSQL, is /dependencies (orderflow/health.py).
+    deps = httpx.get(pod.url("/dependencies"), timeout=5).json()["dependencies"]
+    assert deps["temporal"] == deps["database"] == "ok", deps
 
 
 @pytest.mark.parametrize("name", list(APP_PORT_SETTING))

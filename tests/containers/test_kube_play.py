@@ -40,6 +40,16 @@ pytestmark = pytest.mark.containers
 SECRET = f"{RELEASE}-postgres"
 
 
+def with_database(workload: Obj, dsn: str) -> Obj:
+    """The chart's DATABASE_URL (a plain value naming its own PostgreSQL) -> ``dsn``."""
+    adapted = copy.deepcopy(workload)
+    for container in pod_spec(adapted)["containers"]:
+        for entry in container.get("env", []):
+            if entry["name"] == "DATABASE_URL":
+                entry["value"] = dsn
+    return adapted
+
+
 def without_ports(workload: Obj) -> Obj:
     adapted = copy.deepcopy(workload)
     for container in pod_spec(adapted)["containers"]:
@@ -73,12 +83,16 @@ def played(
     config.update({k: str(v) for k, v in ports.items()})
     config["TEMPORAL_ADDRESS"] = temporal_address
     config_map = {**rendered.get("ConfigMap", f"{RELEASE}-config"), "data": config}
-    # The key the Deployments reference, with this session's database.
-    secret = {"database-url": base64.b64encode(postgres_dsn.encode()).decode()}
+    # The key the Deployments reference (PGPASSWORD); the session's database trusts
+    # any password, and its URL replaces the chart's plain DATABASE_URL below.
+    secret = {"password": base64.b64encode(b"kube-play").decode()}
     secret_file = tmp_path_factory.mktemp("kube") / "secret.json"
     secret_file.write_text(json.dumps(secret))
     manifest = secret_file.parent / "orderflow.yaml"
-    deployments = [without_ports(rendered.get("Deployment", n)) for n in APP_PORT_SETTING]
+    deployments = [
+        with_database(without_ports(rendered.get("Deployment", n)), postgres_dsn)
+        for n in APP_PORT_SETTING
+    ]
     manifest.write_text(yaml.safe_dump_all([config_map, *deployments]))
     podman("secret", "rm", SECRET, check=False)
     podman("secret", "create", SECRET, str(secret_file))
@@ -109,8 +123,9 @@ def test_kube_played_deployment_serves_its_probes(
     rendered: Rendered, played: tuple[Path, dict[str, int]], name: str
 ) -> None:
     _, ports = played
-    checks = wait_ready(ports[name])["checks"]
-    assert checks["temporal"] == checks["database"] == "ok"
+    wait_ready(ports[name])
+    deps = httpx.get(f"http://127.0.0.1:{ports[name]}/dependencies", timeout=5).json()
+    assert deps["dependencies"]["temporal"] == deps["dependencies"]["database"] == "ok", deps
     sec = pod_spec(rendered.get("Deployment", name))["securityContext"]
     status = pod_status(f"{name}-pod-0")
     assert set(status["Uid"].split()) == {str(sec["runAsUser"])}

@@ -155,14 +155,17 @@ def test_postgres_container(
     mounted = Path(next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == claim))
     assert (data / pgdata.relative_to(mounted) / "PG_VERSION").stat().st_uid == 999
 
-    # The migrations Job with the chart's own DATABASE_URL (password from the Secret;
-    # the stand-in asks for it on TCP, as the official image does for other hosts).
+    # The migrations Job with the chart's own DATABASE_URL and its PGPASSWORD from the
+    # Secret (the stand-in asks for it on TCP, as the official image does for other hosts).
     job_spec, job = only_container(rendered, f"{RELEASE}-migrations")
-    url = secret_value(
-        rendered, next(e for e in job["env"] if e["name"] == "DATABASE_URL")["valueFrom"]
+    chart_url = next(e for e in job["env"] if e["name"] == "DATABASE_URL")["value"]
+    password = secret_value(
+        rendered, next(e for e in job["env"] if e["name"] == "PGPASSWORD")["valueFrom"]
     )
-    url = url.replace(f"@{RELEASE}-postgres:5432/", f"@127.0.0.1:{port}/")
-    job_env = resolved_env(rendered, job, {"DATABASE_URL": url})
+    job_url = chart_url.replace(f"@{RELEASE}-postgres:5432/", f"@127.0.0.1:{port}/")
+    job_env = resolved_env(rendered, job, {"DATABASE_URL": job_url})
+    assert job_env["PGPASSWORD"] == password
+    url = job_url.replace("://orderflow@", f"://orderflow:{password}@")
     result = run_to_completion(run_args(job_spec, job, job_env), timeout=120)
     assert result.returncode == 0 and '"applied": []' not in result.stdout, result.stderr
 

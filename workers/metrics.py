@@ -51,13 +51,11 @@ def _seconds(delta: timedelta) -> float:
     return max(delta.total_seconds(), 0.0)
 
 
-def attempt(activity: str, outcome: str, count: int = 1) -> None:
-    """Attempts of a step's local activity by outcome: ``success``, ``error`` or ``timeout``."""
-    if count <= 0:
-        return
+def attempt(activity: str, outcome: str) -> None:
+    """One attempt of a step's local activity: ``success``, ``error`` or ``timeout``."""
     workflow.metric_meter().create_counter(
         ATTEMPTS, "Activity attempts by activity and outcome."
-    ).add(count, {"activity": activity, "outcome": outcome})
+    ).add(1, {"activity": activity, "outcome": outcome})
 
 
 def step_finished(step: str, outcome: str, took: timedelta) -> None:

@@ -11,14 +11,9 @@ docs/design.md):
   there: the attempt's coroutine is cancelled at the deadline, and the next
   attempt starts within milliseconds, with no server round trip.
 
-So every step is a local activity, retried by the SDK inside the worker for up to
-``attempts_per_call`` attempts per call; the workflow (``workers/steps.py``) calls
-again, with a longer deadline or a durable backoff, when a whole call fails. Each
-attempt and its error still reach the order's status (``workers/attempts.py``).
-Retrying inside the call instead of one call per attempt spares a workflow
-activation and a history marker per attempt: at 10 orders/s the order worker used
-23 % less CPU and the shipping worker 12 % less, and the workflow's p50 fell from
-1.31 to 1.02 s (docs/design.md).
+So every step is a local activity with ONE attempt per call, and the workflow
+itself loops over attempts (``workers/steps.py``). That costs nothing extra and
+makes each attempt and its error visible to the ``status`` query as it happens.
 """
 
 from __future__ import annotations
@@ -29,9 +24,8 @@ from typing import Literal
 
 from temporalio.common import RetryPolicy
 
-# Between two attempts of one call: flaky_call's failures are independent coin flips,
-# so waiting only adds latency (the SDK needs an interval above zero).
-RETRY_INTERVAL_WITHIN_CALL = timedelta(milliseconds=1)
+# The SDK must not retry on its own: the step loop does, and counts each attempt.
+SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 
 # "local" is the design; "regular" (one regular activity per step, retried by the
 # server) exists only so `make bench` can show what it costs.
@@ -53,13 +47,12 @@ class StepPolicy:
     # flaky_call alone, i.e. no attempt that did not hang was cut. 250 ms gave
     # p50 1.9-2.2 s and p99 4.8-5.5 s there; 150 ms p50 1.3 s and p99 3.3 s.
     attempt_timeout: timedelta = timedelta(milliseconds=150)
-    # Attempts the SDK makes within one call. Ten fail together by chance 1.8 % of
-    # the time (0.67^10): then the workflow calls again, which costs one activation.
-    attempts_per_call: int = 10
-    # A call whose last attempt timed out makes the next call's deadline half as long
-    # again (up to the cap). By chance that follows ten failures in a row; but if the
-    # work itself has become slower than the deadline (a loaded database), the step
-    # still gets through instead of timing out forever.
+    # After this many timeouts in a row the deadline grows by half each time (up
+    # to the cap). Four hangs in a row happen by chance 1.3 % of the time (0.34^4)
+    # and then cost one slightly longer attempt; but if the work itself has become
+    # slower than the deadline (a loaded database), the step still gets through
+    # instead of timing out forever.
+    timeouts_before_stretch: int = 4
     stretch_factor: float = 1.5
     attempt_timeout_cap: timedelta = timedelta(seconds=4)
     # flaky_call's failures are independent coin flips: waiting before the next
@@ -76,24 +69,12 @@ class StepPolicy:
     # compensation, which must eventually happen).
     budget: timedelta | None = timedelta(minutes=10)
 
-    def timeout_for(self, timed_out_calls: int) -> timedelta:
-        """The attempt deadline after this many calls in a row ended in a timeout."""
-        if timed_out_calls <= 0:
+    def timeout_for(self, consecutive_timeouts: int) -> timedelta:
+        extra = consecutive_timeouts - self.timeouts_before_stretch + 1
+        if extra <= 0:
             return self.attempt_timeout
-        stretched = self.attempt_timeout * (self.stretch_factor ** min(timed_out_calls, 32))
+        stretched = self.attempt_timeout * (self.stretch_factor ** min(extra, 32))
         return min(stretched, self.attempt_timeout_cap)
-
-    def retry_within_call(self, attempts_made: int) -> RetryPolicy:
-        """The SDK's retry policy for the next call, after ``attempts_made`` attempts."""
-        allowed = self.attempts_per_call
-        if self.max_attempts is not None:
-            allowed = max(1, min(allowed, self.max_attempts - attempts_made))
-        return RetryPolicy(
-            initial_interval=RETRY_INTERVAL_WITHIN_CALL,
-            backoff_coefficient=1.0,
-            maximum_interval=RETRY_INTERVAL_WITHIN_CALL,
-            maximum_attempts=allowed,
-        )
 
     def backoff_for(self, failed_attempts: int) -> timedelta:
         slow = failed_attempts - self.immediate_retries

@@ -25,7 +25,6 @@ from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
 from orderflow.tracing import configure_tracing
 from workers import flaky
-from workers.attempts import AttemptsInterceptor
 from workers.health import WorkerHealth
 from workers.telemetry import WorkerMetrics
 
@@ -54,8 +53,6 @@ def build_worker(
             else UnsandboxedWorkflowRunner()
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
-        # Hands each step's attempts to the workflow (workers/attempts.py): required.
-        interceptors=[AttemptsInterceptor()],
     )
 
 

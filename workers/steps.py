@@ -1,4 +1,4 @@
-"""Run one business step as a local activity until it succeeds.
+"""Run one business step as a local activity, one attempt per call, until it succeeds.
 
 Used by both workflows. Keeps the attempt counters and the recent errors that
 the ``status`` query reports, and logs every failed attempt (replay-safe, via
@@ -8,14 +8,11 @@ the ``status`` query reports, and logs every failed attempt (replay-safe, via
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
-from pydantic import TypeAdapter
 from temporalio import workflow
-from temporalio.activity import _Definition as activity_definition
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -27,8 +24,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
     from workers import metrics
-    from workers.attempts import TIMEOUT, Attempted
-    from workers.policies import REGULAR_RETRY, StepMode, StepPolicy
+    from workers.policies import REGULAR_RETRY, SINGLE_ATTEMPT, StepMode, StepPolicy
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -61,13 +57,9 @@ class StepRunner:
         for step, count in attempts.items():
             self.attempts[step] = self.attempts.get(step, 0) + count
 
-    def record_error(
-        self, step: str, attempt: int, type_: str, message: str, at: datetime | None = None
-    ) -> None:
+    def record_error(self, step: str, attempt: int, type_: str, message: str) -> None:
         self.errors.append(
-            StepError(
-                step=step, type=type_, message=message, attempt=attempt, at=at or workflow.now()
-            )
+            StepError(step=step, type=type_, message=message, attempt=attempt, at=workflow.now())
         )
         del self.errors[:-RECENT_ERRORS_KEPT]
 
@@ -81,19 +73,18 @@ class StepRunner:
         if self.mode == "regular":
             return await self._run_regular(step, activity, arg, policy)
         started: datetime = workflow.now()
-        timed_out_calls = 0
-        made = 0  # attempts so far, over all calls
-        name = activity.__name__
+        consecutive_timeouts = 0
+        attempt = 0
         while True:
-            timeout = policy.timeout_for(timed_out_calls)
-            retry = policy.retry_within_call(made)
+            attempt += 1
+            self.attempts[step] = self.attempts.get(step, 0) + 1
+            timeout = policy.timeout_for(consecutive_timeouts)
             try:
-                outcome = await workflow.execute_local_activity(
-                    _name_of(activity),
+                result = await workflow.execute_local_activity_method(
+                    activity,
                     arg,
-                    result_type=Attempted,
                     start_to_close_timeout=timeout,
-                    retry_policy=retry,
+                    retry_policy=SINGLE_ATTEMPT,
                 )
             except FailureError as err:
                 # The SDK hands a failed local activity over in several shapes: live,
@@ -105,23 +96,24 @@ class StepRunner:
                 if isinstance(cause, CancelledError):
                     raise  # the workflow is being cancelled: stop, do not retry
                 type_, message, retryable = _describe(cause)
-                # A retryable failure used up the call's attempts; a non-retryable one
-                # stopped it at once (its earlier attempts are not reported back).
-                call_attempts = retry.maximum_attempts if retryable else 1
-                made += call_attempts
-                self._count(step, call_attempts)
-                outcome_name = "timeout" if type_ == "Timeout" else "error"
-                metrics.attempt(name, outcome_name, call_attempts)
-                timed_out_calls = timed_out_calls + 1 if type_ == "Timeout" else 0
-                self.record_error(step, made, type_, message)
-                giving_up = not retryable or policy.gives_up(made, workflow.now() - started)
-                workflow.logger.log(
-                    logging.WARNING if giving_up else logging.INFO,
-                    "step call failed",
+                timed_out = type_ == "Timeout"
+                metrics.attempt(activity.__name__, "timeout" if timed_out else "error")
+                consecutive_timeouts = consecutive_timeouts + 1 if timed_out else 0
+                self.record_error(step, attempt, type_, message)
+                elapsed = workflow.now() - started
+                giving_up = not retryable or policy.gives_up(attempt, elapsed)
+                # A failed attempt that will be retried is routine (two in three fail
+                # by design, twelve lines an order): DEBUG, since status, the attempts
+                # metric and the final summary already carry it. At INFO this was the
+                # busiest log line and a tenth of the order worker's CPU (py-spy at
+                # 10 orders/s, docs/design.md). Giving up is what operators must see.
+                log = workflow.logger.warning if giving_up else workflow.logger.debug
+                log(
+                    "step attempt failed",
                     extra={
                         "step": step,
-                        "activity": name,
-                        "attempts": made,
+                        "activity": activity.__name__,
+                        "attempt": attempt,
                         "error_type": type_,
                         "error": message,
                         "timeout_ms": int(timeout.total_seconds() * 1000),
@@ -130,40 +122,19 @@ class StepRunner:
                 )
                 if giving_up:
                     metrics.step_finished(str(step), "gave_up", workflow.now() - started)
-                    raise StepFailed(step, f"{type_}: {message} (attempt {made})") from err
-                delay = policy.backoff_for(made)
+                    raise StepFailed(step, f"{type_}: {message} (attempt {attempt})") from err
+                delay = policy.backoff_for(attempt)
                 if delay:
                     await workflow.sleep(delay)
                 continue
-            self._attempted(step, name, made, outcome)
+            metrics.attempt(activity.__name__, "success")
             metrics.step_finished(str(step), "success", workflow.now() - started)
-            return _value_of(activity, outcome)
-
-    def _count(self, step: str, attempts: int) -> None:
-        self.attempts[step] = self.attempts.get(step, 0) + attempts
-
-    def _attempted(self, step: str, name: str, before: int, outcome: Attempted) -> None:
-        """Take in a successful call's attempts: its failed ones and the one that worked."""
-        self._count(step, outcome.attempt)
-        for failed in outcome.failed:
-            self.record_error(step, before + failed.attempt, failed.type, failed.message, failed.at)
-            # Routine (two in three fail by design, twelve an order), so DEBUG: status,
-            # the attempts metric and the final summary carry them. At INFO this was
-            # the busiest log line of the order worker.
-            workflow.logger.debug(
-                "step attempt failed",
-                extra={
-                    "step": step,
-                    "activity": name,
-                    "attempt": before + failed.attempt,
-                    "error_type": failed.type,
-                    "error": failed.message,
-                },
-            )
-        timeouts = sum(1 for f in outcome.failed if f.type == TIMEOUT)
-        metrics.attempt(name, "timeout", timeouts)
-        metrics.attempt(name, "error", len(outcome.failed) - timeouts)
-        metrics.attempt(name, "success", 1)
+            if attempt > 1:
+                workflow.logger.debug(
+                    "step succeeded after retries",
+                    extra={"step": step, "activity": activity.__name__, "attempt": attempt},
+                )
+            return result
 
     async def _run_regular(
         self,
@@ -189,25 +160,6 @@ class StepRunner:
             type_, message, _ = _describe(err.cause)
             self.record_error(step, 1, type_, message)
             raise StepFailed(step, f"{type_}: {message}") from err
-
-
-_ADAPTERS: dict[Callable[..., Any], TypeAdapter[Any]] = {}
-
-
-def _name_of(activity: Callable[..., Any]) -> str:
-    # By name, because only then may the call say what it returns (the envelope).
-    name = activity_definition.must_from_callable(activity).name
-    assert name is not None, f"{activity} is a dynamic activity"
-    return name
-
-
-def _value_of(activity: Callable[..., Awaitable[R]], outcome: Attempted) -> R:
-    """The activity's value as its declared return type (it travelled as plain JSON)."""
-    adapter = _ADAPTERS.get(activity)
-    if adapter is None:
-        adapter = _ADAPTERS[activity] = TypeAdapter(get_type_hints(activity)["return"])
-    value: R = adapter.validate_python(outcome.value)
-    return value
 
 
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:

@@ -9,21 +9,10 @@ from workers.policies import BUSINESS_STEP, COMPENSATION_STEP, DISPATCH_STEP, St
 MS = timedelta(milliseconds=1)
 
 
-def test_attempt_deadline_stretches_only_after_a_call_ended_in_a_timeout() -> None:
+def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
     p = StepPolicy()
-    assert [p.timeout_for(n) / MS for n in range(4)] == [150, 225, 337.5, 506.25]
+    assert [p.timeout_for(n) / MS for n in range(7)] == [150, 150, 150, 150, 225, 337.5, 506.25]
     assert p.timeout_for(50) == p.attempt_timeout_cap
-
-
-def test_the_sdk_retries_within_a_call_at_once_and_never_past_a_step_budget() -> None:
-    retry = BUSINESS_STEP.retry_within_call(0)
-    assert retry.maximum_attempts == BUSINESS_STEP.attempts_per_call == 10
-    assert retry.initial_interval == retry.maximum_interval == MS
-    assert retry.backoff_coefficient == 1.0
-    # Dispatch may make 12 attempts in all: a second call gets the 2 that are left.
-    assert DISPATCH_STEP.retry_within_call(0).maximum_attempts == 10
-    assert DISPATCH_STEP.retry_within_call(10).maximum_attempts == 2
-    assert COMPENSATION_STEP.retry_within_call(10**6).maximum_attempts == 10
 
 
 def test_no_backoff_for_independent_failures_then_exponential() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from orderflow.tracing import current_trace_ids
+from workers.flaky import is_forced_failure
 
 _TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
@@ -108,7 +109,7 @@ class _ExpectedActivityFailure(logging.Filter):
         if record.exc_info and str(record.msg).startswith("Completing activity as failed"):
             exc = record.exc_info[1]
             expected = isinstance(exc, asyncio.CancelledError) or (
-                isinstance(exc, RuntimeError) and str(exc) == "Forced failure for testing"
+                exc is not None and is_forced_failure(exc)
             )
             return not expected
         return True

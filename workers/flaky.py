@@ -12,6 +12,7 @@ import asyncio
 import random
 
 FAILURE_BELOW = 0.33
+FORCED_FAILURE = "Forced failure for testing"
 HANG_BELOW = 0.67
 HANG_SECONDS = 300
 
@@ -33,6 +34,11 @@ async def flaky_call() -> None:
         return
     draw = random.random()
     if draw < FAILURE_BELOW:
-        raise RuntimeError("Forced failure for testing")
+        raise RuntimeError(FORCED_FAILURE)
     if draw < HANG_BELOW:
         await asyncio.sleep(HANG_SECONDS)
+
+
+def is_forced_failure(error: BaseException) -> bool:
+    """flaky_call's designed failure (the logs and the failure converter treat it as routine)."""
+    return isinstance(error, RuntimeError) and str(error) == FORCED_FAILURE

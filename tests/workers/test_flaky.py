@@ -84,3 +84,28 @@ async def test_switch_off_skips_it(monkeypatch: pytest.MonkeyPatch) -> None:
         flaky.set_enabled(True)
     with pytest.raises(RuntimeError):
         await flaky.flaky_call()
+
+
+def test_forced_failures_travel_without_their_stack_trace() -> None:
+    # The converter every process uses (orderflow/temporal.py): the forced failure's
+    # trace is noise repeated a dozen times an order; any other error keeps its trace.
+    from temporalio.api.failure.v1 import Failure
+
+    from orderflow.temporal import DATA_CONVERTER
+
+    def raised(error: Exception) -> Exception:
+        try:
+            raise error
+        except Exception as caught:
+            return caught
+
+    forced, other = Failure(), Failure()
+    DATA_CONVERTER.failure_converter.to_failure(
+        raised(RuntimeError(flaky.FORCED_FAILURE)), DATA_CONVERTER.payload_converter, forced
+    )
+    DATA_CONVERTER.failure_converter.to_failure(
+        raised(RuntimeError("disk on fire")), DATA_CONVERTER.payload_converter, other
+    )
+    assert forced.message == flaky.FORCED_FAILURE and forced.stack_trace == ""
+    assert forced.application_failure_info.type == "RuntimeError"
+    assert other.message == "disk on fire" and "raise error" in other.stack_trace

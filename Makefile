@@ -14,6 +14,8 @@ DURATION ?= 60
 CANCEL   ?= 0
 UPDATE   ?= 0
 READS    ?= 0
+POLL     ?= 1
+WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: help setup run test test-faults test-containers lint format migrate clean load bench observe dashboards \
@@ -65,14 +67,15 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
-load: $(STAMP) ## drive the API: RATE=5 DURATION=60 CANCEL=0 UPDATE=0 READS=0 API=... UI=1 for the web UI
+load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long poll) CANCEL=0 UPDATE=0 READS=0 API=... UI=1
 	@$(BIN)/locust -f loadtest/locustfile.py --host $(API) \
 		$(if $(UI),--web-port 8089,--headless --only-summary) \
 		--orders-per-second $(RATE) --duration $(DURATION) \
 		--cancel-share $(CANCEL) --update-share $(UPDATE) --reads-per-second $(READS) \
+		--poll-interval $(POLL) --wait-seconds $(WAIT) \
 		--stop-timeout 10 --report-dir $(REPORT) --html $(REPORT)/locust.html
 
-bench: $(STAMP) ## run the benchmark suite on a fresh local stack; writes docs/benchmarks.md
+bench: $(STAMP) ## the benchmark points on fresh local stacks (~45 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL

@@ -131,6 +131,9 @@ class AddressUpdate(Strict):
 class UpdateAccepted(Strict):
     order_id: str
     accepted: str
+    # False: accepted and still being applied (an address being stored): it will be,
+    # and nothing has used the old value since it was accepted.
+    applied: bool = True
 
 
 # --- live status ------------------------------------------------------------------

@@ -100,3 +100,9 @@ DISPATCH_STEP = StepPolicy(max_attempts=12)
 # Refunds and closing an order undo or finish what was started; giving up would
 # leave the order half-done, so they retry for as long as it takes.
 COMPENSATION_STEP = StepPolicy(budget=None)
+
+
+# A local activity holds its workflow task open, and with it an update's acceptance:
+# the API would not learn "accepted" until the address is stored. A timer this short
+# first lets the task complete (one extra task per address change, a rare request).
+ACCEPT_BEFORE_STORING = timedelta(milliseconds=1)

@@ -22,9 +22,10 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from functions import auth, metrics
@@ -114,6 +115,10 @@ async def start_order(
     admission: AdmissionDep,
 ) -> Started:
     await admission.admit(res)
+    # Temporal remembers a closed workflow only for its namespace's retention; the
+    # database remembers the order for good. An id it knows is taken, however old.
+    if await _stored_order(res, order_id) is not None:
+        raise HTTPException(409, f"order {order_id} already exists")
     order = OrderInput(
         order_id=order_id,
         payment_id=body.payment_id,
@@ -353,18 +358,53 @@ async def _send_update(
     client = await _temporal(res)
     handle = client.get_workflow_handle(workflow_id(order_id))
     args = [] if arg is None else [arg]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    # First the verdict (the workflow's validator): accepted, or rejected (409).
     try:
-        result: UpdateAccepted = await handle.execute_update(
-            name, args=args, result_type=UpdateAccepted, rpc_timeout=timedelta(seconds=wait_seconds)
+        update = await handle.start_update(
+            name,
+            args=args,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            result_type=UpdateAccepted,
+            rpc_timeout=timedelta(seconds=wait_seconds),
         )
-        return result
     except WorkflowUpdateFailedError as err:
-        message = str(err.cause.message) if hasattr(err.cause, "message") else str(err.cause)
-        raise HTTPException(409, message) from err
+        raise _update_failed(name, err) from err
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-        raise unavailable("the order worker") from err
+        raise HTTPException(
+            503,
+            f"the order worker did not answer within {wait_seconds:g} s; the {name} may still "
+            "be applied when it does: repeat it to be sure (repeating is harmless)",
+            headers={"Retry-After": "1"},
+        ) from err
     except RPCError as err:
         raise await _not_running(res, order_id, err) from err
+    # Then its completion: an address change counts once it is stored.
+    try:
+        result: UpdateAccepted = await update.result(
+            rpc_timeout=timedelta(seconds=max(0.1, deadline - loop.time()))
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _update_failed(name, err) from err
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # Accepted and still being applied: it will be, and nothing uses the old value.
+        return UpdateAccepted(order_id=order_id, accepted=name, applied=False)
+    except RPCError as err:
+        raise await _not_running(res, order_id, err) from err
+    return result
+
+
+def _update_failed(name: str, err: WorkflowUpdateFailedError) -> HTTPException:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == "Rejected":
+        return HTTPException(409, cause.message)
+    # Accepted, then failed while being applied: nothing changed, and no conflict.
+    return HTTPException(
+        503,
+        f"the {name} was accepted but could not be applied; nothing changed, retry shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _not_running(res: Resources, order_id: str, err: RPCError) -> HTTPException:

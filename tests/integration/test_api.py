@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +160,39 @@ async def test_status_of_an_order_not_stored_yet_comes_from_temporal(
     status = (await http.get(f"/orders/{oid}/status")).json()
     assert (status["state"], status["source"]) == ("RECEIVED", "temporal"), status
     await temporal_client.get_workflow_handle(f"order-{oid}").terminate("test over")
+
+
+async def test_an_order_id_stays_taken_after_temporal_forgot_its_workflow(
+    http: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    # Issue 11.1: retention deletes closed workflows; the id must stay taken, or a new
+    # run would find the old order's rows (and could refund or re-ship them).
+    oid = new_id()
+    assert (await start(http, oid)).status_code == 202
+    assert (await http.post(f"/orders/{oid}/signals/approve")).status_code == 202
+    assert (await wait_state(http, oid, TERMINAL))["state"] == "COMPLETED"
+    await temporal_client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=temporal_client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=f"order-{oid}"),
+        )
+    )
+    await wait_until_deleted(temporal_client, f"order-{oid}")
+
+    again = await http.post(
+        f"/orders/{oid}/start", json={"payment_id": f"other-{oid}", "address": ADDRESS}
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["message"] == f"order {oid} already exists"
+    final = (await http.get(f"/orders/{oid}/status")).json()
+    assert final["state"] == "COMPLETED" and final["payment_status"] == "charged"
+
+
+async def wait_until_deleted(client: Client, workflow_id: str) -> None:
+    for _ in range(100):
+        try:
+            await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} was not deleted")

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workers import metrics
     from workers.order.activities import OrderActivities
-    from workers.policies import BUSINESS_STEP, COMPENSATION_STEP
+    from workers.policies import ACCEPT_BEFORE_STORING, BUSINESS_STEP, COMPENSATION_STEP
     from workers.shipping.workflow import ShippingWorkflow
     from workers.steps import StepFailed, StepRunner
 
@@ -64,6 +64,8 @@ class OrderWorkflow:
         self._order = order
         self._address = order.address
         self._address_updates = 0
+        self._address_seq = 0  # the update whose address self._address is
+        self._addresses_persisting = 0
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
@@ -155,10 +157,14 @@ class OrderWorkflow:
     async def _ship(self) -> str | None:
         """Run shipping until it succeeds; the reason it failed for good, else None."""
         order_id = self._order.order_id
+        last_reason = "unknown"
+        # An accepted address change ships: wait until each one is stored and applied.
+        await workflow.wait_condition(lambda: self._addresses_persisting == 0)
         # The point of no return: from here on cancel and address changes are rejected.
         self._shipping_started = True
         for attempt in range(1, self._order.shipping_max_attempts + 1):
             self._shipping_attempt = attempt
+            signalled_before = len(self._dispatch_failures)
             self._at(Step.SHIP)
             self._set_state(OrderState.SHIPPING)
             metrics.shipping_run(attempt)
@@ -175,7 +181,11 @@ class OrderWorkflow:
                     task_queue=self._order.shipping_task_queue,
                 )
             except ChildWorkflowError as err:
-                reason = self._dispatch_failures[-1] if self._dispatch_failures else _cause(err)
+                # This run's own reason: its dispatch_failed signal if it sent one, else
+                # how it failed; never an earlier run's signal.
+                signalled = self._dispatch_failures[signalled_before:]
+                reason = signalled[-1] if signalled else _cause(err)
+                last_reason = reason
                 self._steps.record_error(Step.SHIP, attempt, "ShippingFailed", reason)
                 workflow.logger.warning(
                     "shipping run failed",
@@ -185,8 +195,7 @@ class OrderWorkflow:
             self._tracking = result.tracking_number
             self._steps.add_attempts(result.attempts)
             return None
-        last = self._dispatch_failures[-1] if self._dispatch_failures else "unknown"
-        return f"shipping failed after {self._order.shipping_max_attempts} attempts: {last}"
+        return f"shipping failed after {self._order.shipping_max_attempts} attempts: {last_reason}"
 
     # --- endings -------------------------------------------------------------------
 
@@ -281,18 +290,25 @@ class OrderWorkflow:
 
     @workflow.update
     async def update_address(self, update: AddressUpdate) -> UpdateAccepted:
-        # Take it in memory first: shipping that starts while we persist ships here.
-        self._address = update.address
+        # Stored first, used after: shipping waits for every accepted change to be
+        # stored (see _ship), so "accepted" always means "this is where it ships", and
+        # a change that is still being stored has not been used by anything yet.
         self._address_updates += 1
+        seq = self._address_updates
+        self._addresses_persisting += 1
+        try:
+            await workflow.sleep(ACCEPT_BEFORE_STORING)
+            await self._steps.run(
+                Step.UPDATE_ADDRESS,
+                OrderActivities.address_updated,
+                PersistAddressInput(order_id=self._order.order_id, address=update.address, seq=seq),
+                COMPENSATION_STEP,
+            )
+        finally:
+            self._addresses_persisting -= 1
+        if seq > self._address_seq:  # two changes in flight: the later one wins, as stored
+            self._address, self._address_seq = update.address, seq
         self._touch()
-        await self._steps.run(
-            Step.UPDATE_ADDRESS,
-            OrderActivities.address_updated,
-            PersistAddressInput(
-                order_id=self._order.order_id, address=update.address, seq=self._address_updates
-            ),
-            COMPENSATION_STEP,
-        )
         return UpdateAccepted(order_id=self._order.order_id, accepted="update_address")
 
     @update_address.validator

@@ -75,7 +75,7 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 		--poll-interval $(POLL) --wait-seconds $(WAIT) \
 		--stop-timeout 10 --report-dir $(REPORT) --html $(REPORT)/locust.html
 
-bench: $(STAMP) ## the benchmark points on fresh local stacks (~45 min); writes docs/benchmarks.md
+bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL

@@ -54,6 +54,8 @@ ORDERS_SHED = Counter(
     "New orders refused with 503 because the stack was past capacity, by signal.",
     ["reason"],
 )
+for _reason in ("active_orders", "start_latency"):
+    ORDERS_SHED.labels(reason=_reason)  # exported as 0 from the start, not after a first shed
 ADMISSION_ACTIVE_ORDERS = Gauge(
     "orderflow_api_admission_active_orders",
     "Orders being processed (not ended, not awaiting approval), as admission last read it.",

@@ -11,7 +11,7 @@ connection (a database restart) slows waiting answers down but never loses one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -27,21 +27,29 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 log = get_logger(__name__)
 
 
+class _Waiter(asyncio.Event):
+    def __init__(self, wanted: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.wanted = wanted
+
+
 class OrderChanges:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
 
     @asynccontextmanager
-    async def watching(self, order_id: str) -> AsyncIterator[asyncio.Event]:
-        """An event set whenever ``order_id`` changes while the block runs.
+    async def watching(
+        self, order_id: str, wanted: Callable[[str], bool] = lambda _state: True
+    ) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever ``order_id`` moves to a state ``wanted`` accepts.
 
         Register before reading the order, then clear, read, and wait: a change that
         commits between the read and the wait still sets the event.
         """
-        changed = asyncio.Event()
+        changed = _Waiter(wanted)
         self._waiters.setdefault(order_id, set()).add(changed)
         try:
             await self._listen()
@@ -74,9 +82,11 @@ class OrderChanges:
             conn.add_termination_listener(self._lost)
             self._conn = conn
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, order_id: object) -> None:
-        for changed in self._waiters.get(str(order_id), ()):
-            changed.set()
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        order_id, _, state = str(payload).partition(" ")
+        for changed in self._waiters.get(order_id, ()):
+            if not state or changed.wanted(state):
+                changed.set()
 
     def _lost(self, _conn: object) -> None:
         self._conn = None

@@ -159,7 +159,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
         "",
         f"Written by `make bench` on {results['when']}"
         + (" (BENCH_QUICK=1: shortened, not for quoting)" if results.get("quick") else "")
-        + ". Reproduce with `make bench` (about 40 minutes; raw results in "
+        + ". Reproduce with `make bench` (about 35 minutes; raw results in "
         f"`{out.relative_to(REPO_ROOT)}/results.json`).",
         "",
         f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; Python {m['python']}; "

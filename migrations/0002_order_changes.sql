@@ -1,10 +1,11 @@
 -- Tell listeners when an order is stored or its state moves, so that a status request
 -- that waits (GET /orders/{id}/status?wait=S) is answered the moment it changes
--- instead of clients polling. The payload is the order id. NOTIFY is transactional:
--- listeners hear of a change only once it has committed, so what they then read is it.
+-- instead of clients polling. The payload is '<order id> <state>' (an id has no
+-- spaces), so a waiter re-reads only for a change it waits for. NOTIFY is
+-- transactional: listeners hear of a change only once it has committed.
 CREATE FUNCTION notify_order_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('order_changed', NEW.id);
+    PERFORM pg_notify('order_changed', NEW.id || ' ' || NEW.state);
     RETURN NULL;
 END;
 $$;

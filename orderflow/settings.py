@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         description="Refuse new orders (503 + Retry-After) while more than this many are "
         "being processed: stored and not ended (orders waiting for approval not counted), "
         "plus those this API process started that are not stored yet. About capacity x the "
-        "queueing an admitted order can afford: 60 is ~4.5 s at the ~13 orders/s of a 2-core "
+        "queueing an admitted order can afford: 60 is ~4 s at the ~15 orders/s of a 2-core "
         "`make run`; raise it with the deployment's capacity. 0: off.",
     )
     shed_max_start_latency_seconds: float = Field(

@@ -274,7 +274,12 @@ async def _wait_for_change(
     """The stored order once it has ended or left ``changed_from``, or after ``wait`` s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    async with (await res.order_changes()).watching(order_id) as changed:
+
+    def answers(state: str) -> bool:
+        ended = OrderState(state).terminal
+        return ended or (changed_from is not None and state != changed_from.value)
+
+    async with (await res.order_changes()).watching(order_id, answers) as changed:
         while True:
             changed.clear()
             stored = await _read_order(res, order_id)

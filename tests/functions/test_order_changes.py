@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from functions.order_changes import OrderChanges
 from orderflow import store
@@ -42,3 +43,20 @@ async def test_without_a_database_watching_still_works() -> None:
         assert not changed.is_set()
     assert changes._waiters == {}  # nothing left behind
     await changes.close()
+
+
+async def test_a_waiter_is_woken_only_by_the_states_it_waits_for(
+    postgres_dsn: str, db: asyncpg.Pool
+) -> None:
+    changes = OrderChanges(postgres_dsn)
+    oid = new_id()
+    try:
+        async with changes.watching(oid, lambda state: state == "COMPLETED") as ended:
+            await make_order(db, oid)  # RECEIVED: not what it waits for
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ended.wait(), 0.5)
+            async with db.acquire() as conn:
+                await store.advance_order(conn, oid, OrderState.COMPLETED, "order_shipped")
+            await asyncio.wait_for(ended.wait(), 5)
+    finally:
+        await changes.close()

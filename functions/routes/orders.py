@@ -276,16 +276,16 @@ async def _wait_for_change(
     deadline = loop.time() + wait
 
     def answers(state: str) -> bool:
-        ended = OrderState(state).terminal
-        return ended or (changed_from is not None and state != changed_from.value)
+        """A state worth answering with: the end, or a move away from ``changed_from``."""
+        return OrderState(state).terminal or (
+            changed_from is not None and state != changed_from.value
+        )
 
     async with (await res.order_changes()).watching(order_id, answers) as changed:
         while True:
             changed.clear()
             stored = await _read_order(res, order_id)
-            if stored is not None and (
-                stored.state.terminal or (changed_from is not None and stored.state != changed_from)
-            ):
+            if stored is not None and answers(stored.state.value):
                 return stored
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -43,7 +43,7 @@ HEALTHCHECK --interval=30s --timeout=3s \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('API_PORT', '8000') + '/healthz', timeout=2)"]
 CMD ["python", "-m", "functions"]
 
-# --- loadtest: the runtime plus locust and the load tool (issue 3's loadtest/ package) ---
+# --- loadtest: the runtime plus locust and the load tool (loadtest/, make k8s-load) ---
 FROM runtime AS loadtest
 USER 0:0
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \

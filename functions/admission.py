@@ -87,7 +87,9 @@ class Admission:
 
     def started(self, order_id: str) -> None:
         """An order this process started: load until the database has it."""
-        self._started[order_id] = time.monotonic()
+        # Only the active-order signal reads (and prunes) this record: without it, keep none.
+        if self._max_active:
+            self._started[order_id] = time.monotonic()
 
     def observe_start(self, seconds: float) -> None:
         """Feed the duration of one start request to Temporal."""

@@ -125,6 +125,8 @@ def test_zero_turns_each_signal_off() -> None:
     gate = admission.Admission(Settings(shed_max_active_orders=0, shed_max_start_latency_seconds=0))
     gate.observe_start(60.0)
     gate._check_latency()  # does not raise
+    gate.started("o-1")
+    assert gate._started == {}  # nothing reads it, so nothing is kept
 
 
 async def test_orders_started_but_not_yet_stored_count_until_the_database_has_them(

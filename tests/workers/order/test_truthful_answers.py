@@ -28,7 +28,7 @@ from orderflow.models import (
 )
 from orderflow.settings import Settings
 from tests.workers.harness import Gate, running_workers, wait_for_status
-from tests.workers.order.test_workflow import PARIS, order_id_of, stored
+from tests.workers.order.test_workflow import PARIS, order_id_of, shipped_city, stored
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
 from workers.shipping import business as shipping_business
@@ -43,15 +43,6 @@ def held_address(db: asyncpg.Pool, gate: Gate) -> Any:
         return await order_business.address_updated(db, update)
 
     return held
-
-
-async def shipped_city(db: asyncpg.Pool, order_id: str) -> str | None:
-    async with db.acquire() as conn:
-        city: str | None = await conn.fetchval(
-            "SELECT address_json->>'city' FROM shipments WHERE order_id=$1 AND status='dispatched'",
-            order_id,
-        )
-        return city
 
 
 async def test_shipping_waits_for_an_accepted_address_change_to_be_stored(

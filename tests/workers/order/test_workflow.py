@@ -62,6 +62,16 @@ async def wait_for_payment(db: asyncpg.Pool, order_id: str) -> None:
     raise AssertionError(f"{order_id} was never charged")
 
 
+async def shipped_city(db: asyncpg.Pool, order_id: str) -> str | None:
+    """The city of the order's dispatched shipment, if any."""
+    async with db.acquire() as conn:
+        city: str | None = await conn.fetchval(
+            "SELECT address_json->>'city' FROM shipments WHERE order_id=$1 AND status='dispatched'",
+            order_id,
+        )
+        return city
+
+
 def order_id_of(handle: WorkflowHandle[Any, Any]) -> str:
     return handle.id.removeprefix("order-")
 
@@ -201,12 +211,7 @@ async def test_address_update_before_shipping_is_used(
     oid = order_id_of(handle)
     assert result.state == OrderState.COMPLETED
     assert (await stored(db, oid)).address["city"] == "Paris"
-    async with db.acquire() as conn:
-        shipped_to = await conn.fetchval(
-            "SELECT address_json->>'city' FROM shipments WHERE order_id=$1 AND status='dispatched'",
-            oid,
-        )
-    assert shipped_to == "Paris"
+    assert await shipped_city(db, oid) == "Paris"
 
 
 async def test_address_and_cancel_rejected_once_shipping_started(

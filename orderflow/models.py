@@ -173,13 +173,19 @@ class OrderStatus(BaseModel):
 
 # --- activity inputs --------------------------------------------------------------
 
+# The order workflow's first run (its chain): the writer its order row belongs to, so a
+# reused order id can never write another run's order (orderflow/store.py).
+RunId = Annotated[str, Field(min_length=1)]
+
 
 class OrderRef(Strict):
     order_id: str
+    run_id: RunId
 
 
 class NewOrder(Strict):
     order_id: str
+    run_id: RunId
     payment_id: str
     address: Address
     items: list[Item]
@@ -187,12 +193,14 @@ class NewOrder(Strict):
 
 class ValidateInput(Strict):
     order_id: str
+    run_id: RunId
     address: Address
     items: list[Item]
 
 
 class ChargeInput(Strict):
     order_id: str
+    run_id: RunId
     payment_id: str
     items: list[Item]
 
@@ -217,6 +225,7 @@ class DispatchInput(Strict):
 
 class PersistAddressInput(Strict):
     order_id: str
+    run_id: RunId
     address: Address
     seq: int = Field(ge=1, description="n-th accepted update; makes the event idempotent")
 
@@ -230,4 +239,5 @@ class CloseInput(Strict):
 
 class ShippedInput(Strict):
     order_id: str
+    run_id: RunId
     summary: OrderStatus

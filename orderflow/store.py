@@ -7,6 +7,12 @@ before it could report back can simply run again:
 - state changes go through ``_advance``, which only moves an order forward
   along ``order_states.rank`` (a late retry cannot move it back);
 - events carry an idempotency key, so a retried write logs its event once.
+
+Each order row carries the workflow run that created it (``run_id``), and every
+write a worker makes names its run: a write for an order another run created is
+refused (``OrderOfAnotherRun``). An order id reused once Temporal has forgotten its
+first run (after retention) can then never charge, refund or close the old order.
+``run_id=None`` is a writer outside any run (tools, tests): it is not checked.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ class PaymentIdConflict(Exception):
 
 class UnknownOrder(Exception):
     """The order row is missing; the step that needs it ran before it was created."""
+
+
+class OrderOfAnotherRun(Exception):
+    """Another workflow run created this order (its id was reused): never write it."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,24 @@ async def _event(conn: Conn, order_id: str, type_: str, key: str, payload: dict[
     )
 
 
+async def _claim(conn: Conn, order_id: str, run_id: str | None) -> bool:
+    """Lock the order row for this write; False when there is none.
+
+    Raises ``OrderOfAnotherRun`` when the row was created by a run other than
+    ``run_id``. Rows from before migration 0003 have no run and are not checked.
+    """
+    owner = await conn.fetchrow(
+        "SELECT run_id FROM orders WHERE id = $1 FOR NO KEY UPDATE", order_id
+    )
+    if owner is None:
+        return False
+    if run_id is not None and owner["run_id"] is not None and owner["run_id"] != run_id:
+        raise OrderOfAnotherRun(
+            f"order {order_id} was created by another workflow run: its id was reused"
+        )
+    return True
+
+
 async def _advance(
     conn: Conn,
     order_id: str,
@@ -99,19 +127,28 @@ async def _advance(
 
 
 async def record_order(
-    conn: Conn, order_id: str, payment_id: str, address: dict[str, Any], items: list[dict[str, Any]]
+    conn: Conn,
+    order_id: str,
+    payment_id: str,
+    address: dict[str, Any],
+    items: list[dict[str, Any]],
+    *,
+    run_id: str | None = None,
 ) -> bool:
-    """Create the order in RECEIVED; return False when it already existed."""
+    """Create the order in RECEIVED; return False when this run already created it."""
     async with conn.transaction():
         created = await conn.fetchval(
-            """INSERT INTO orders (id, state, payment_id, address_json, items_json)
-               VALUES ($1, 'RECEIVED', $2, $3, $4)
+            """INSERT INTO orders (id, state, payment_id, address_json, items_json, run_id)
+               VALUES ($1, 'RECEIVED', $2, $3, $4, $5)
                ON CONFLICT (id) DO NOTHING RETURNING TRUE""",
             order_id,
             payment_id,
             address,
             items,
+            run_id,
         )
+        if not created:
+            await _claim(conn, order_id, run_id)
         await _event(conn, order_id, "order_received", f"{order_id}:received", {"items": items})
     return bool(created)
 
@@ -125,6 +162,7 @@ async def advance_order(
     *,
     reason: str | None = None,
     summary: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> bool:
     """Move forward to ``state`` and log ``event`` once, in one transaction.
 
@@ -133,6 +171,8 @@ async def advance_order(
     the log cannot claim, say, a cancellation of a completed order.
     """
     async with conn.transaction():
+        if not await _claim(conn, order_id, run_id):
+            raise UnknownOrder(order_id)
         moved = await _advance(conn, order_id, state, reason=reason, summary=summary)
         current = (
             state.value
@@ -144,9 +184,13 @@ async def advance_order(
     return moved
 
 
-async def charge_payment(conn: Conn, order_id: str, payment_id: str, amount: int) -> PaymentRow:
+async def charge_payment(
+    conn: Conn, order_id: str, payment_id: str, amount: int, *, run_id: str | None = None
+) -> PaymentRow:
     """Charge at most once per payment_id (and per order); a repeat returns the first charge."""
     async with conn.transaction():
+        if not await _claim(conn, order_id, run_id):
+            raise UnknownOrder(order_id)
         try:
             await conn.execute(
                 """INSERT INTO payments (payment_id, order_id, status, amount)
@@ -178,9 +222,13 @@ async def charge_payment(conn: Conn, order_id: str, payment_id: str, amount: int
     return PaymentRow(**dict(row))
 
 
-async def refund_payment(conn: Conn, order_id: str) -> PaymentRow | None:
+async def refund_payment(
+    conn: Conn, order_id: str, *, run_id: str | None = None
+) -> PaymentRow | None:
     """Refund the order's charge if there is one; repeating it changes nothing."""
     async with conn.transaction():
+        if not await _claim(conn, order_id, run_id):
+            return None
         row = await conn.fetchrow(
             """UPDATE payments SET status = 'refunded', updated_at = now()
                 WHERE order_id = $1 AND status = 'charged'
@@ -267,9 +315,13 @@ async def dispatch_shipment(
     return str(tracking)
 
 
-async def update_address(conn: Conn, order_id: str, address: dict[str, Any], seq: int) -> bool:
+async def update_address(
+    conn: Conn, order_id: str, address: dict[str, Any], seq: int, *, run_id: str | None = None
+) -> bool:
     """Store the new address unless the order is finished; return whether it was stored."""
     async with conn.transaction():
+        if not await _claim(conn, order_id, run_id):
+            return False
         updated = await conn.fetchval(
             """UPDATE orders o SET address_json = $2, updated_at = now()
                  FROM order_states s

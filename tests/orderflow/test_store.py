@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -165,3 +166,34 @@ async def test_an_order_is_dispatched_at_most_once_across_shipping_runs(db: asyn
     assert first == second == "TRK-RUN1"
     assert dispatched == 1
     assert (await event_types(db, oid)).count("carrier_dispatched") == 1
+
+
+async def test_a_write_from_another_run_is_refused_and_changes_nothing(db: asyncpg.Pool) -> None:
+    # Issue 11.1: the row keeps the run that created it; no other run may write it.
+    oid = new_id()
+    pay = f"pay-{oid}"
+    async with db.acquire() as conn:
+        assert await store.record_order(conn, oid, pay, ADDRESS, ITEMS, run_id="run-a")
+        await store.charge_payment(conn, oid, pay, 100, run_id="run-a")
+        other = "run-b"
+        refused: list[Callable[[], Awaitable[object]]] = [
+            lambda: store.record_order(conn, oid, pay, ADDRESS, ITEMS, run_id=other),
+            lambda: store.charge_payment(conn, oid, pay, 100, run_id=other),
+            lambda: store.refund_payment(conn, oid, run_id=other),
+            lambda: store.update_address(conn, oid, {"city": "x"}, 1, run_id=other),
+            lambda: store.advance_order(conn, oid, OrderState.FAILED, "failed", run_id=other),
+        ]
+        for write in refused:
+            with pytest.raises(store.OrderOfAnotherRun):
+                await write()
+        row = await store.get_order(conn, oid)
+        assert row is not None
+        assert (row.state, row.payment_status, row.address) == (
+            OrderState.PAYMENT_CHARGED,
+            "charged",
+            ADDRESS,
+        )
+        # Its own run still writes; the retry of its first write is the quiet no-op.
+        assert not await store.record_order(conn, oid, pay, ADDRESS, ITEMS, run_id="run-a")
+        refund = await store.refund_payment(conn, oid, run_id="run-a")
+        assert refund is not None and refund.status == "refunded"

@@ -29,7 +29,8 @@ class OrderActivities:
 
     @activity.defn(name="order_received")
     async def order_received(self, order: NewOrder) -> bool:
-        return await business.order_received(self.db, order)
+        with business_errors():
+            return await business.order_received(self.db, order)
 
     @activity.defn(name="order_validated")
     async def order_validated(self, order: ValidateInput) -> None:
@@ -53,11 +54,13 @@ class OrderActivities:
 
     @activity.defn(name="order_shipped")
     async def order_shipped(self, shipped: ShippedInput) -> None:
-        await business.order_shipped(self.db, shipped)
+        with business_errors():
+            await business.order_shipped(self.db, shipped)
 
     @activity.defn(name="refund_payment")
     async def refund_payment(self, order: OrderRef) -> ChargeResult | None:
-        result = await business.refund_payment(self.db, order.order_id)
+        with business_errors():
+            result = await business.refund_payment(self.db, order)
         activity.logger.info(
             "payment refund checked",
             extra={
@@ -69,8 +72,10 @@ class OrderActivities:
 
     @activity.defn(name="address_updated")
     async def address_updated(self, update: PersistAddressInput) -> bool:
-        return await business.address_updated(self.db, update)
+        with business_errors():
+            return await business.address_updated(self.db, update)
 
     @activity.defn(name="order_closed")
     async def order_closed(self, close: CloseInput) -> None:
-        await business.order_closed(self.db, close)
+        with business_errors():
+            await business.order_closed(self.db, close)

@@ -12,6 +12,7 @@ from orderflow.models import (
     CloseInput,
     Item,
     NewOrder,
+    OrderRef,
     OrderState,
     PersistAddressInput,
     ShippedInput,
@@ -42,6 +43,7 @@ async def order_received(db: asyncpg.Pool, order: NewOrder) -> bool:
             order.payment_id,
             order.address.model_dump(mode="json"),
             [item.model_dump(mode="json") for item in order.items],
+            run_id=order.run_id,
         )
 
 
@@ -57,7 +59,12 @@ async def order_validated(db: asyncpg.Pool, order: ValidateInput) -> None:
         # A valid order goes straight to manual review: stored as AWAITING_APPROVAL,
         # so the status read from the database shows where it waits.
         await store.advance_order(
-            conn, order.order_id, OrderState.AWAITING_APPROVAL, "order_validated", {"units": units}
+            conn,
+            order.order_id,
+            OrderState.AWAITING_APPROVAL,
+            "order_validated",
+            {"units": units},
+            run_id=order.run_id,
         )
 
 
@@ -65,7 +72,9 @@ async def payment_charged(db: asyncpg.Pool, charge: ChargeInput) -> ChargeResult
     await flaky_call()
     amount = order_amount(charge.items)
     async with db.acquire() as conn:
-        row = await store.charge_payment(conn, charge.order_id, charge.payment_id, amount)
+        row = await store.charge_payment(
+            conn, charge.order_id, charge.payment_id, amount, run_id=charge.run_id
+        )
     return ChargeResult(payment_id=row.payment_id, amount=row.amount, status=row.status)
 
 
@@ -79,13 +88,14 @@ async def order_shipped(db: asyncpg.Pool, shipped: ShippedInput) -> None:
             "order_shipped",
             {"tracking_number": shipped.summary.tracking_number},
             summary=shipped.summary.model_dump(mode="json"),
+            run_id=shipped.run_id,
         )
 
 
-async def refund_payment(db: asyncpg.Pool, order_id: str) -> ChargeResult | None:
+async def refund_payment(db: asyncpg.Pool, order: OrderRef) -> ChargeResult | None:
     await flaky_call()
     async with db.acquire() as conn:
-        row = await store.refund_payment(conn, order_id)
+        row = await store.refund_payment(conn, order.order_id, run_id=order.run_id)
     if row is None:
         return None
     return ChargeResult(payment_id=row.payment_id, amount=row.amount, status=row.status)
@@ -95,7 +105,11 @@ async def address_updated(db: asyncpg.Pool, update: PersistAddressInput) -> bool
     await flaky_call()
     async with db.acquire() as conn:
         return await store.update_address(
-            conn, update.order_id, update.address.model_dump(mode="json"), update.seq
+            conn,
+            update.order_id,
+            update.address.model_dump(mode="json"),
+            update.seq,
+            run_id=update.run_id,
         )
 
 
@@ -110,6 +124,7 @@ async def order_closed(db: asyncpg.Pool, close: CloseInput) -> None:
             order.payment_id,
             order.address.model_dump(mode="json"),
             [item.model_dump(mode="json") for item in order.items],
+            run_id=order.run_id,
         )
         await store.advance_order(
             conn,
@@ -119,4 +134,5 @@ async def order_closed(db: asyncpg.Pool, close: CloseInput) -> None:
             {"reason": close.reason},
             reason=close.reason,
             summary=close.summary.model_dump(mode="json"),
+            run_id=order.run_id,
         )

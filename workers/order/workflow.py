@@ -69,6 +69,10 @@ class OrderWorkflow:
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
+        # Every write names the run chain it comes from; the order row keeps the one
+        # that created it (orderflow/store.py). The first run's id, not this run's, so
+        # a reset or continue-as-new of this order still owns its row.
+        self._run_id = workflow.info().first_execution_run_id
         self._approved = False
         self._cancel: CancelRequest | None = None
         self._shipping_started = False
@@ -97,7 +101,12 @@ class OrderWorkflow:
             await self._steps.run(
                 Step.VALIDATE,
                 OrderActivities.order_validated,
-                ValidateInput(order_id=order.order_id, address=self._address, items=order.items),
+                ValidateInput(
+                    order_id=order.order_id,
+                    run_id=self._run_id,
+                    address=self._address,
+                    items=order.items,
+                ),
                 BUSINESS_STEP,
             )
             self._set_state(OrderState.VALIDATED)
@@ -113,7 +122,10 @@ class OrderWorkflow:
                 Step.CHARGE,
                 OrderActivities.payment_charged,
                 ChargeInput(
-                    order_id=order.order_id, payment_id=order.payment_id, items=order.items
+                    order_id=order.order_id,
+                    run_id=self._run_id,
+                    payment_id=order.payment_id,
+                    items=order.items,
                 ),
                 BUSINESS_STEP,
             )
@@ -129,7 +141,11 @@ class OrderWorkflow:
             await self._steps.run(
                 Step.MARK_SHIPPED,
                 OrderActivities.order_shipped,
-                ShippedInput(order_id=order.order_id, summary=self._summary(OrderState.COMPLETED)),
+                ShippedInput(
+                    order_id=order.order_id,
+                    run_id=self._run_id,
+                    summary=self._summary(OrderState.COMPLETED),
+                ),
                 BUSINESS_STEP,
             )
             return await self._finish(OrderState.COMPLETED)
@@ -218,7 +234,7 @@ class OrderWorkflow:
             await self._steps.run(
                 Step.REFUND,
                 OrderActivities.refund_payment,
-                OrderRef(order_id=self._order.order_id),
+                OrderRef(order_id=self._order.order_id, run_id=self._run_id),
                 COMPENSATION_STEP,
             )
             or self._payment
@@ -301,7 +317,12 @@ class OrderWorkflow:
             await self._steps.run(
                 Step.UPDATE_ADDRESS,
                 OrderActivities.address_updated,
-                PersistAddressInput(order_id=self._order.order_id, address=update.address, seq=seq),
+                PersistAddressInput(
+                    order_id=self._order.order_id,
+                    run_id=self._run_id,
+                    address=update.address,
+                    seq=seq,
+                ),
                 COMPENSATION_STEP,
             )
         finally:
@@ -354,6 +375,7 @@ class OrderWorkflow:
     def _new_order(self) -> NewOrder:
         return NewOrder(
             order_id=self._order.order_id,
+            run_id=self._run_id,
             payment_id=self._order.payment_id,
             address=self._address,
             items=self._order.items,

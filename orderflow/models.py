@@ -93,6 +93,11 @@ class OrderInput(Strict):
     step_mode: Literal["local", "regular"] = "local"
 
 
+# The order workflow's first run (its chain): the writer its order row belongs to, so a
+# reused order id can never write another run's order (orderflow/store.py).
+RunId = Annotated[str, Field(min_length=1)]
+
+
 class OrderResult(Strict):
     order_id: str
     state: OrderState
@@ -103,6 +108,9 @@ class ShippingInput(Strict):
     order_id: str
     attempt: int = Field(ge=1)
     address: Address
+    # The parent order's run, which its shipment rows are checked against (None: a run
+    # its parent started before the check existed).
+    run_id: RunId | None = None
     step_mode: Literal["local", "regular"] = "local"
 
 
@@ -173,10 +181,6 @@ class OrderStatus(BaseModel):
 
 # --- activity inputs --------------------------------------------------------------
 
-# The order workflow's first run (its chain): the writer its order row belongs to, so a
-# reused order id can never write another run's order (orderflow/store.py).
-RunId = Annotated[str, Field(min_length=1)]
-
 
 class OrderRef(Strict):
     order_id: str
@@ -215,12 +219,14 @@ class PrepareInput(Strict):
     order_id: str
     attempt: int
     address: Address
+    run_id: RunId | None = None
 
 
 class DispatchInput(Strict):
     order_id: str
     attempt: int
     address: Address
+    run_id: RunId | None = None
 
 
 class PersistAddressInput(Strict):

@@ -251,9 +251,11 @@ async def refund_payment(
 
 
 async def prepare_shipment(
-    conn: Conn, order_id: str, attempt: int, address: dict[str, Any]
+    conn: Conn, order_id: str, attempt: int, address: dict[str, Any], *, run_id: str | None = None
 ) -> None:
     async with conn.transaction():
+        if not await _claim(conn, order_id, run_id):
+            raise UnknownOrder(order_id)
         await conn.execute(
             """INSERT INTO shipments (order_id, attempt, status, address_json)
                VALUES ($1, $2, 'prepared', $3) ON CONFLICT (order_id, attempt) DO NOTHING""",
@@ -272,7 +274,13 @@ async def prepare_shipment(
 
 
 async def dispatch_shipment(
-    conn: Conn, order_id: str, attempt: int, address: dict[str, Any], tracking_number: str
+    conn: Conn,
+    order_id: str,
+    attempt: int,
+    address: dict[str, Any],
+    tracking_number: str,
+    *,
+    run_id: str | None = None,
 ) -> str:
     """Mark the run dispatched; a repeat keeps the first tracking number and returns it.
 
@@ -282,7 +290,8 @@ async def dispatch_shipment(
     """
     async with conn.transaction():
         # Serialise dispatches of the same order (runs never overlap, but be sure).
-        await conn.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order_id)
+        if not await _claim(conn, order_id, run_id):
+            raise UnknownOrder(order_id)
         earlier = await conn.fetchval(
             """SELECT tracking_number FROM shipments
                 WHERE order_id = $1 AND status = 'dispatched' AND attempt <> $2

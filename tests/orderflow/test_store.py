@@ -182,6 +182,8 @@ async def test_a_write_from_another_run_is_refused_and_changes_nothing(db: async
             lambda: store.refund_payment(conn, oid, run_id=other),
             lambda: store.update_address(conn, oid, {"city": "x"}, 1, run_id=other),
             lambda: store.advance_order(conn, oid, OrderState.FAILED, "failed", run_id=other),
+            lambda: store.prepare_shipment(conn, oid, 1, ADDRESS, run_id=other),
+            lambda: store.dispatch_shipment(conn, oid, 1, ADDRESS, "TRK-B", run_id=other),
         ]
         for write in refused:
             with pytest.raises(store.OrderOfAnotherRun):

@@ -70,8 +70,8 @@ class OrderWorkflow:
         self._step = Step.RECEIVE
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
         # Every write names the run chain it comes from; the order row keeps the one
-        # that created it (orderflow/store.py). The first run's id, not this run's, so
-        # a reset or continue-as-new of this order still owns its row.
+        # that created it (orderflow/store.py). The chain's first run, not this run, so
+        # a continue-as-new (or reset) of this order still owns its row.
         self._run_id = workflow.info().first_execution_run_id
         self._approved = False
         self._cancel: CancelRequest | None = None
@@ -191,6 +191,7 @@ class OrderWorkflow:
                         order_id=order_id,
                         attempt=attempt,
                         address=self._address,
+                        run_id=self._run_id,
                         step_mode=self._order.step_mode,
                     ),
                     id=f"shipping-{order_id}-run{attempt}",

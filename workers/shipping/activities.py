@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 
 from orderflow.models import DispatchInput, PrepareInput
+from workers.errors import business_errors
 from workers.shipping import business
 
 
@@ -15,11 +16,13 @@ class ShippingActivities:
 
     @activity.defn(name="package_prepared")
     async def package_prepared(self, prepare: PrepareInput) -> None:
-        await business.package_prepared(self.db, prepare)
+        with business_errors():
+            await business.package_prepared(self.db, prepare)
 
     @activity.defn(name="carrier_dispatched")
     async def carrier_dispatched(self, dispatch: DispatchInput) -> str:
-        tracking = await business.carrier_dispatched(self.db, dispatch)
+        with business_errors():
+            tracking = await business.carrier_dispatched(self.db, dispatch)
         activity.logger.info(
             "carrier dispatched",
             extra={"order_id": dispatch.order_id, "tracking_number": tracking},

@@ -15,7 +15,11 @@ async def package_prepared(db: asyncpg.Pool, prepare: PrepareInput) -> None:
     await flaky_call()
     async with db.acquire() as conn:
         await store.prepare_shipment(
-            conn, prepare.order_id, prepare.attempt, prepare.address.model_dump(mode="json")
+            conn,
+            prepare.order_id,
+            prepare.attempt,
+            prepare.address.model_dump(mode="json"),
+            run_id=prepare.run_id,
         )
 
 
@@ -30,4 +34,5 @@ async def carrier_dispatched(db: asyncpg.Pool, dispatch: DispatchInput) -> str:
             dispatch.attempt,
             dispatch.address.model_dump(mode="json"),
             tracking,
+            run_id=dispatch.run_id,
         )

@@ -46,7 +46,10 @@ class ShippingWorkflow:
             Step.PREPARE,
             ShippingActivities.package_prepared,
             PrepareInput(
-                order_id=shipping.order_id, attempt=shipping.attempt, address=shipping.address
+                order_id=shipping.order_id,
+                attempt=shipping.attempt,
+                address=shipping.address,
+                run_id=shipping.run_id,
             ),
             BUSINESS_STEP,
         )
@@ -56,7 +59,10 @@ class ShippingWorkflow:
                 Step.DISPATCH,
                 ShippingActivities.carrier_dispatched,
                 DispatchInput(
-                    order_id=shipping.order_id, attempt=shipping.attempt, address=shipping.address
+                    order_id=shipping.order_id,
+                    attempt=shipping.attempt,
+                    address=shipping.address,
+                    run_id=shipping.run_id,
                 ),
                 DISPATCH_STEP,
             )

@@ -101,7 +101,10 @@ async def _advance(
     reason: str | None = None,
     summary: dict[str, Any] | None = None,
 ) -> bool:
-    """Move the order to ``state`` if that is forward; return whether it moved."""
+    """Move the order to ``state`` if that is forward; return whether it moved.
+
+    Callers ``_claim`` the row first, which is where a missing order is found.
+    """
     # The ranks are compared in correlated subqueries, not a join: when a racing
     # transition commits first, PostgreSQL re-checks this WHERE against the new
     # row, and only subqueries are re-evaluated then -- a joined `cur` row would
@@ -121,8 +124,6 @@ async def _advance(
         reason,
         summary,
     )
-    if row is None and not await conn.fetchval("SELECT 1 FROM orders WHERE id = $1", order_id):
-        raise UnknownOrder(order_id)
     return row is not None
 
 
@@ -201,8 +202,6 @@ async def charge_payment(
             )
         except asyncpg.UniqueViolationError as err:  # orders.id UNIQUE: another payment_id
             raise PaymentIdConflict(f"order {order_id} already has a different payment") from err
-        except asyncpg.ForeignKeyViolationError as err:
-            raise UnknownOrder(order_id) from err
         row = await conn.fetchrow(
             "SELECT payment_id, order_id, status, amount FROM payments WHERE payment_id = $1",
             payment_id,

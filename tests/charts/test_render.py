@@ -2,7 +2,8 @@
 
 Core kinds are validated against the Kubernetes OpenAPI schemas in strict mode
 (unknown fields are errors); the CRD kinds (KEDA, Prometheus Operator), which
-have no schema there, get explicit structural checks.
+have no schema there, get explicit structural checks here and are validated
+against their real CRDs in test_crd_schemas.py.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
 from orderflow.tracing import configure_tracing
 from workers import flaky
+from workers.deadlines import DeadlineInterceptor
 from workers.health import WorkerHealth
 from workers.telemetry import WorkerMetrics
 
@@ -53,6 +54,7 @@ def build_worker(
             else UnsandboxedWorkflowRunner()
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        interceptors=[DeadlineInterceptor()],
     )
 
 

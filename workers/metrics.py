@@ -23,6 +23,7 @@ ORDERS_WITHIN_SLO = "orderflow_orders_completed_within_slo_total"
 STEP_LATENCY = "orderflow_step_duration_seconds"
 ATTEMPTS = "orderflow_activity_attempts_total"
 SHIPPING_RUNS = "orderflow_shipping_runs_total"
+STEPS_HANDED_OVER = "orderflow_steps_handed_over_total"
 
 # Fine steps across 0.5-15 s, where orders finish and the objective sits; a few
 # coarse ones beyond it to tell "a bit late" from "stuck for minutes".
@@ -87,3 +88,11 @@ def shipping_run(attempt: int) -> None:
     workflow.metric_meter().create_counter(
         SHIPPING_RUNS, "Shipping runs (child workflows) requested, first or retry."
     ).add(1, {"run": "first" if attempt == 1 else "retry"})
+
+
+def step_handed_over(step: str) -> None:
+    """A step failed more often than chance explains and went to server-side retries:
+    an outage (see workers/policies.py)."""
+    workflow.metric_meter().create_counter(
+        STEPS_HANDED_OVER, "Steps handed to server-side retries after failing in a row."
+    ).add(1, {"step": step})

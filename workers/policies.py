@@ -14,6 +14,15 @@ docs/design.md):
 So every step is a local activity with ONE attempt per call, and the workflow
 itself loops over attempts (``workers/steps.py``). That costs nothing extra and
 makes each attempt and its error visible to the ``status`` query as it happens.
+
+Each of those attempts is a marker in the workflow's history, though, and the
+orders have no execution timeout (compensation must never be cut short). A
+step that keeps failing for as long as an outage lasts would grow the history
+without bound, and a refund during a day-long database outage would end up at
+Temporal's history limits. So a step that has failed more often than chance
+explains is handed to ONE regular activity, retried by the Temporal server:
+server-side retries add no history events, whatever their number, and their
+~1 s cost does not matter once the database is down anyway.
 """
 
 from __future__ import annotations
@@ -27,8 +36,19 @@ from temporalio.common import RetryPolicy
 # The SDK must not retry on its own: the step loop does, and counts each attempt.
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 
-# "local" is the design; "regular" (one regular activity per step, retried by the
-# server) exists only so `make bench` can show what it costs.
+# A step handed to the server during an outage (see the module's docstring). The first
+# retry after about 1 s (the server's floor here), then doubling: a database that is
+# down for long gets one attempt per order every 10 s, and an order resumes at most
+# 10 s after it is back. No attempt limit: StepPolicy.max_attempts/budget still apply.
+OUTAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+)
+
+# "local" is the design. "regular" hands every step to the server at its first attempt,
+# retried as fast as the server goes: the design the measurements rule out, so that
+# `make bench` can show what it costs. The hand-over itself is production code (above).
 StepMode = Literal["local", "regular"]
 REGULAR_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -56,12 +76,16 @@ class StepPolicy:
     stretch_factor: float = 1.5
     attempt_timeout_cap: timedelta = timedelta(seconds=4)
     # flaky_call's failures are independent coin flips: waiting before the next
-    # attempt only adds latency, and a step fails 30 times in a row by chance only
-    # 6 times in a million (0.67^30). Past that it looks like an outage (the
-    # database is down): back off, with durable timers, so as not to hammer it.
-    immediate_retries: int = 30
-    backoff_initial: timedelta = timedelta(milliseconds=200)
-    backoff_max: timedelta = timedelta(seconds=5)
+    # attempt only adds latency, so the local attempts follow each other at once. A
+    # step fails 30 times in a row by chance only 6 times in a million (0.67^30);
+    # past that it looks like an outage (the database is down) and the step is handed
+    # to the server (OUTAGE_RETRY), which backs off and keeps the history bounded:
+    # at most this many attempt markers per step, whatever the outage's length.
+    local_attempts: int = 30
+    # The deadline of each server-side attempt once handed over: attempts are at
+    # least a second apart then, so a long one costs little, and a database that
+    # is up but slow still gets through.
+    outage_attempt_timeout: timedelta = timedelta(seconds=4)
     # None: retry until the budget runs out.
     max_attempts: int | None = None
     # How long a step may keep failing before the order gives up on it. Long
@@ -76,11 +100,8 @@ class StepPolicy:
         stretched = self.attempt_timeout * (self.stretch_factor ** min(extra, 32))
         return min(stretched, self.attempt_timeout_cap)
 
-    def backoff_for(self, failed_attempts: int) -> timedelta:
-        slow = failed_attempts - self.immediate_retries
-        if slow <= 0:
-            return timedelta(0)
-        return min(self.backoff_initial * (1 << min(slow - 1, 16)), self.backoff_max)
+    def hands_over(self, failed_attempts: int) -> bool:
+        return failed_attempts >= self.local_attempts
 
     def gives_up(self, attempts: int, elapsed: timedelta) -> bool:
         if self.max_attempts is not None and attempts >= self.max_attempts:

@@ -1,5 +1,9 @@
 """Run one business step as a local activity, one attempt per call, until it succeeds.
 
+A step that fails more often than chance explains (an outage) is handed to one
+regular activity retried by the Temporal server, which keeps the history bounded
+however long the outage lasts (the reason is in workers/policies.py).
+
 Used by both workflows. Keeps the attempt counters and the recent errors that
 the ``status`` query reports, and logs every failed attempt (replay-safe, via
 ``workflow.logger``). Workflow code only: deterministic, no I/O.
@@ -9,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -24,7 +29,13 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
     from workers import metrics
-    from workers.policies import REGULAR_RETRY, SINGLE_ATTEMPT, StepMode, StepPolicy
+    from workers.policies import (
+        OUTAGE_RETRY,
+        REGULAR_RETRY,
+        SINGLE_ATTEMPT,
+        StepMode,
+        StepPolicy,
+    )
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -70,9 +81,11 @@ class StepRunner:
         arg: A,
         policy: StepPolicy,
     ) -> R:
-        if self.mode == "regular":
-            return await self._run_regular(step, activity, arg, policy)
         started: datetime = workflow.now()
+        if self.mode == "regular":
+            return await self._on_server(
+                step, activity, arg, policy, started, 0, policy.attempt_timeout, REGULAR_RETRY
+            )
         consecutive_timeouts = 0
         attempt = 0
         while True:
@@ -123,9 +136,17 @@ class StepRunner:
                 if giving_up:
                     metrics.step_finished(str(step), "gave_up", workflow.now() - started)
                     raise StepFailed(step, f"{type_}: {message} (attempt {attempt})") from err
-                delay = policy.backoff_for(attempt)
-                if delay:
-                    await workflow.sleep(delay)
+                if policy.hands_over(attempt):
+                    return await self._on_server(
+                        step,
+                        activity,
+                        arg,
+                        policy,
+                        started,
+                        attempt,
+                        policy.outage_attempt_timeout,
+                        OUTAGE_RETRY,
+                    )
                 continue
             metrics.attempt(activity.__name__, "success")
             metrics.step_finished(str(step), "success", workflow.now() - started)
@@ -136,30 +157,57 @@ class StepRunner:
                 )
             return result
 
-    async def _run_regular(
+    async def _on_server(
         self,
         step: str,
         activity: Callable[[Any, A], Awaitable[R]],
         arg: A,
         policy: StepPolicy,
+        started: datetime,
+        failed: int,
+        attempt_timeout: timedelta,
+        retry: RetryPolicy,
     ) -> R:
-        """The design the measurements rule out, kept to benchmark against (STEP_MODE=regular):
-        one regular activity per step, retried by the server."""
+        """The rest of the step as one regular activity, retried by the server until it
+        succeeds or the policy's attempts or budget run out. However many attempts that
+        takes, the history gains one activity's events (scheduled, started, closed)."""
+        if failed:
+            metrics.step_handed_over(str(step))
+            workflow.logger.warning(
+                "step handed to server-side retries",
+                extra={"step": step, "activity": activity.__name__, "failed_attempts": failed},
+            )
+            self.record_error(
+                step,
+                failed,
+                "HandedOver",
+                f"{failed} attempts failed in a row: retried by the Temporal server from now on",
+            )
         self.attempts[step] = self.attempts.get(step, 0) + 1
+        budget_left = policy.budget - (workflow.now() - started) if policy.budget else None
+        # 0 is the server's "no limit".
+        attempts_left = 0 if policy.max_attempts is None else policy.max_attempts - failed
         try:
-            return await workflow.execute_activity_method(
+            result = await workflow.execute_activity_method(
                 activity,
                 arg,
-                start_to_close_timeout=policy.attempt_timeout,
-                schedule_to_close_timeout=policy.budget,
-                retry_policy=dataclasses.replace(
-                    REGULAR_RETRY, maximum_attempts=policy.max_attempts or 0
-                ),
+                start_to_close_timeout=attempt_timeout,
+                schedule_to_close_timeout=budget_left,
+                retry_policy=dataclasses.replace(retry, maximum_attempts=attempts_left),
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise
             type_, message, _ = _describe(err.cause)
-            self.record_error(step, 1, type_, message)
+            self.record_error(step, failed + 1, type_, message)
+            workflow.logger.warning(
+                "step failed on the server's retries",
+                extra={"step": step, "activity": activity.__name__, "error": message},
+            )
+            metrics.step_finished(str(step), "gave_up", workflow.now() - started)
             raise StepFailed(step, f"{type_}: {message}") from err
+        metrics.step_finished(str(step), "success", workflow.now() - started)
+        return result
 
 
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:

@@ -140,9 +140,9 @@ async def start_order(
             # One workflow per order id, ever: a retried or duplicated start is a 409.
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            execution_timeout=timedelta(
-                seconds=settings.review_timeout_seconds + settings.order_backstop_seconds
-            ),
+            # No execution or run timeout: it could cut a refund short and leave a charged
+            # order that says it is still running. Steps have budgets of their own, and
+            # compensation retries for as long as it takes (workers/policies.py).
         )
     except WorkflowAlreadyStartedError as err:
         raise HTTPException(409, f"order {order_id} already exists") from err

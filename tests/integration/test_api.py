@@ -105,6 +105,20 @@ async def test_cancel_in_review_then_everything_is_409(http: httpx.AsyncClient) 
         assert "CANCELLED" in resp.json()["message"]
 
 
+async def test_an_order_runs_without_an_execution_timeout(
+    http: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    """Issue 11.2: a timeout could end the workflow in the middle of a refund, leaving a
+    charged order whose row says it is still running; compensation must always finish."""
+    oid = new_id()
+    assert (await start(http, oid)).status_code == 202
+    handle = temporal_client.get_workflow_handle(f"order-{oid}")
+    config = (await handle.describe()).raw_description.execution_config
+    assert not config.HasField("workflow_execution_timeout"), config
+    assert not config.HasField("workflow_run_timeout"), config
+    await handle.terminate("test over")
+
+
 async def test_health_readiness_and_dependencies(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")

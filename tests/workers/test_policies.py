@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workers.policies import BUSINESS_STEP, COMPENSATION_STEP, DISPATCH_STEP, StepPolicy
+from workers.policies import (
+    BUSINESS_STEP,
+    COMPENSATION_STEP,
+    DISPATCH_STEP,
+    OUTAGE_RETRY,
+    StepPolicy,
+)
 
 MS = timedelta(milliseconds=1)
 
@@ -15,11 +21,19 @@ def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
     assert p.timeout_for(50) == p.attempt_timeout_cap
 
 
-def test_no_backoff_for_independent_failures_then_exponential() -> None:
+def test_chance_failures_stay_local_an_outage_goes_to_the_server() -> None:
     p = StepPolicy()
-    assert all(p.backoff_for(n) == timedelta(0) for n in range(1, 31))
-    assert [p.backoff_for(n) / MS for n in (31, 32, 33)] == [200, 400, 800]
-    assert p.backoff_for(100) == p.backoff_max
+    assert not any(p.hands_over(n) for n in range(1, 30))
+    assert p.hands_over(30)
+    # Dispatch gives up (a new shipping run) before it could be handed over.
+    assert DISPATCH_STEP.max_attempts is not None
+    assert DISPATCH_STEP.max_attempts < DISPATCH_STEP.local_attempts
+
+
+def test_the_outage_retry_backs_off_to_a_bounded_interval() -> None:
+    assert OUTAGE_RETRY.maximum_attempts == 0  # the step's own budget decides
+    assert OUTAGE_RETRY.backoff_coefficient > 1
+    assert OUTAGE_RETRY.maximum_interval == timedelta(seconds=10)
 
 
 def test_giving_up() -> None:

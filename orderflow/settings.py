@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     )
     step_mode: Literal["local", "regular"] = Field(
         "local",
-        description="`regular` runs each step as one server-retried regular activity: the "
-        "design the measurements rule out, for `make bench`'s comparison only.",
+        description="`regular` hands every step to a server-retried regular activity at its "
+        "first attempt (what `local` does only after 30 failures in a row): the design the "
+        "measurements rule out, for `make bench`'s comparison only.",
     )
     flaky: Literal["on", "off"] = Field(
         "on", description="`off` skips flaky_call() in the business functions (debugging only)."

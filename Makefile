@@ -19,7 +19,7 @@ WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: help setup run test test-faults test-containers lint format migrate clean load bench observe dashboards \
-        kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
+        kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -138,3 +138,14 @@ k8s-smoke: ## helm test: one order through the API in the cluster, to COMPLETED
 
 kind-down: ## delete the kind cluster and everything in it
 	kind delete cluster --name $(CLUSTER)
+
+# --- The production-style install (docs/kubernetes.md, "Production install"): pinned
+# charts for kube-prometheus-stack, CloudNativePG, Temporal, KEDA and (OTEL=1) the
+# OpenTelemetry Collector, then Orderflow against that Temporal. DRY_RUN=1 prints it.
+DRY_RUN          ?= 0
+OTEL             ?= 0
+ORDERFLOW_VALUES ?= k8s/kind-values.yaml
+
+prod-install: ## the production-style install, step by step; DRY_RUN=1 prints the commands, OTEL=1 adds tracing
+	@DRY_RUN=$(DRY_RUN) OTEL=$(OTEL) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) \
+		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) bash k8s/prod-install.sh

@@ -24,7 +24,7 @@ def test_every_k8s_file_opens_with_prerequisites_and_a_command() -> None:
         assert head.startswith("#"), path.name
         assert re.search(r"(helm|kubectl|make) ", head), path.name
         assert "Prerequisites" in head or "see k8s/" in head, path.name
-        yaml.safe_load(path.read_text())
+        assert list(yaml.safe_load_all(path.read_text())), path.name
 
 
 def test_kind_cluster_maps_the_node_ports_the_values_use() -> None:

@@ -219,3 +219,14 @@ prometheus.io/path: {{ $.Values.metrics.path | quote }}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 checksum/secret: {{ toJson (list .Values.apiToken .Values.postgres.external .Values.temporal.external) | sha256sum }}
 {{- end -}}
+
+{{/* Where the processes send their spans: otel.endpoint, else the collector's Service
+     when otel.collector.enabled (OTLP port by protocol), else "" (tracing off). */}}
+{{- define "orderflow.otelEndpoint" -}}
+{{- $o := .Values.otel -}}
+{{- if $o.endpoint -}}
+{{- $o.endpoint -}}
+{{- else if $o.collector.enabled -}}
+{{- printf "http://%s.%s.svc.cluster.local:%s" $o.collector.service $o.collector.namespace (ternary "4317" "4318" (eq $o.protocol "grpc")) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The production-style install (docs/kubernetes.md, "Production install"), in order:
+# kube-prometheus-stack, the CloudNativePG operator, the PostgreSQL Cluster for Temporal,
+# the official Temporal chart, KEDA, the OpenTelemetry Collector (OTEL=1), then Orderflow
+# against that Temporal, and its smoke test. Every chart version is pinned below.
+#
+#   make prod-install                 run it (needs kubectl and helm, a cluster, the image)
+#   make prod-install DRY_RUN=1       print the commands, run nothing
+#   make prod-install OTEL=1          with the collector; the processes send traces to it
+#   ORDERFLOW_VALUES=my-values.yaml   your image/registry values instead of kind's
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Pinned chart versions. The Temporal and collector charts' values.yaml, and the
+# CloudNativePG 1.30.0 CRDs, are kept in tests/charts/upstream/ and checked against.
+CNPG_CHART_VERSION=${CNPG_CHART_VERSION:-0.29.0}        # operator 1.30.0
+TEMPORAL_CHART_VERSION=${TEMPORAL_CHART_VERSION:-1.6.0} # server 1.31.2
+KPS_CHART_VERSION=${KPS_CHART_VERSION:-88.5.3}          # kube-prometheus-stack
+KEDA_CHART_VERSION=${KEDA_CHART_VERSION:-2.20.2}        # KEDA 2.20.2
+OTEL_COLLECTOR_CHART_VERSION=${OTEL_COLLECTOR_CHART_VERSION:-0.170.0} # collector 0.158.0
+
+NAMESPACE=${NAMESPACE:-orderflow}
+RELEASE=${RELEASE:-orderflow}
+ORDERFLOW_VALUES=${ORDERFLOW_VALUES:-k8s/kind-values.yaml}
+OTEL=${OTEL:-0}
+DRY_RUN=${DRY_RUN:-0}
+
+total=$((OTEL == 1 ? 9 : 8))
+n=0
+step() {
+  n=$((n + 1))
+  echo "==> [$n/$total] $*"
+}
+# Each command is printed before it runs ("+ ..."); with DRY_RUN=1 only printed.
+run() {
+  echo "+ $*"
+  if [ "$DRY_RUN" != 1 ]; then
+    "$@"
+  fi
+}
+
+[ "$DRY_RUN" = 1 ] && echo "==> dry run: printing the commands only"
+
+step "chart repositories"
+run helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
+run helm repo add cnpg https://cloudnative-pg.github.io/charts --force-update
+run helm repo add temporal https://go.temporal.io/helm-charts --force-update
+run helm repo add kedacore https://kedacore.github.io/charts --force-update
+if [ "$OTEL" = 1 ]; then
+  run helm repo add open-telemetry https://open-telemetry.github.io/opentelemetry-helm-charts --force-update
+fi
+
+step "kube-prometheus-stack $KPS_CHART_VERSION (first: the ServiceMonitor CRD the Temporal values use)"
+run helm upgrade --install monitoring prometheus-community/kube-prometheus-stack \
+  --version "$KPS_CHART_VERSION" -n monitoring --create-namespace \
+  -f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
+
+step "CloudNativePG operator (chart $CNPG_CHART_VERSION)"
+run helm upgrade --install cnpg cnpg/cloudnative-pg --version "$CNPG_CHART_VERSION" \
+  -n cnpg-system --create-namespace --wait --timeout 5m
+
+step "PostgreSQL for Temporal: Cluster temporal-postgres, databases temporal and temporal_visibility"
+run kubectl apply -f k8s/temporal-postgres-cluster.yaml
+run kubectl -n temporal wait --for=condition=Ready cluster/temporal-postgres --timeout=15m
+run kubectl -n temporal wait --for=jsonpath='{.status.applied}'=true \
+  database/temporal-postgres-visibility --timeout=5m
+
+step "Temporal (chart $TEMPORAL_CHART_VERSION): schema job, frontend/history/matching x3, namespace default"
+run helm upgrade --install temporal temporal/temporal --version "$TEMPORAL_CHART_VERSION" \
+  -n temporal -f k8s/temporal-values.yaml --wait --timeout 15m
+
+step "KEDA $KEDA_CHART_VERSION"
+run helm upgrade --install keda kedacore/keda --version "$KEDA_CHART_VERSION" \
+  -n keda --create-namespace --wait --timeout 5m
+
+otel_set=()
+if [ "$OTEL" = 1 ]; then
+  step "OpenTelemetry Collector (chart $OTEL_COLLECTOR_CHART_VERSION)"
+  run helm upgrade --install otel-collector open-telemetry/opentelemetry-collector \
+    --version "$OTEL_COLLECTOR_CHART_VERSION" -n monitoring --create-namespace \
+    -f k8s/otel-collector-values.yaml --wait --timeout 5m
+  otel_set=(--set otel.collector.enabled=true)
+fi
+
+step "Orderflow against that Temporal, KEDA scaling, ServiceMonitors and alert rules"
+run helm upgrade --install "$RELEASE" charts/orderflow -n "$NAMESPACE" --create-namespace \
+  -f "$ORDERFLOW_VALUES" -f k8s/orderflow-external-temporal-values.yaml -f k8s/keda-values.yaml \
+  --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \
+  "${otel_set[@]}" --wait --timeout 10m
+
+step "smoke test: one order through the API to COMPLETED"
+run helm test "$RELEASE" -n "$NAMESPACE" --logs
+
+echo "==> done"

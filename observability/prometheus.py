@@ -58,12 +58,17 @@ def ensure_installed() -> str:
 
 
 def targets(settings: Settings) -> dict[str, str]:
-    """Scrape job -> host:port of each component of the local stack."""
-    return {
+    """Scrape job -> host:port of each component of the local stack, and of the embedded
+    Temporal server's own metrics when `make run` runs it (someone else's Temporal is
+    theirs to scrape)."""
+    jobs = {
         "orderflow-api": f"127.0.0.1:{settings.api_port}",
         "orderflow-order-worker": f"127.0.0.1:{settings.order_worker_http_port}",
         "orderflow-shipping-worker": f"127.0.0.1:{settings.shipping_worker_http_port}",
     }
+    if settings.embedded_temporal:
+        jobs["temporal"] = f"127.0.0.1:{settings.embedded_temporal_metrics_port}"
+    return jobs
 
 
 def config(jobs: dict[str, str], scrape_interval: str = "5s") -> dict[str, Any]:

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     )
     embedded_temporal_port: int = Field(7233, ge=1, le=65535)
     embedded_temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    embedded_temporal_metrics_port: int = Field(
+        8234,
+        ge=1,
+        le=65535,
+        description="The embedded Temporal server's own Prometheus metrics (frontend, "
+        "history, matching and persistence latencies), scraped by `make observe`.",
+    )
     embedded_temporal_storage: Literal["file", "memory"] = Field(
         "file",
         description="`file` keeps workflows in DATA_DIR/temporal.sqlite across restarts, in "

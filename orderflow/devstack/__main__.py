@@ -139,6 +139,11 @@ def _banner(settings: Settings, api: str, database_url: str, temporal_address: s
         f"  API           {api}   (docs: {api}/docs)",
         f"  Temporal UI   {ui}",
         f"  Temporal      {temporal_address}",
+        *(
+            [f"  Its metrics   http://127.0.0.1:{settings.embedded_temporal_metrics_port}/metrics"]
+            if settings.embedded_temporal
+            else []
+        ),
         f"  PostgreSQL    {redact(database_url)}",
         "  Try:          .venv/bin/orderflow start demo-1 && .venv/bin/orderflow approve demo-1"
         " && .venv/bin/orderflow watch demo-1",

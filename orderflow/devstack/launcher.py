@@ -43,6 +43,7 @@ class Ports:
     postgres: int
     temporal: int
     temporal_ui: int
+    temporal_metrics: int
     order_worker: int
     shipping_worker: int
 
@@ -56,6 +57,7 @@ class Ports:
             "EMBEDDED_POSTGRES_PORT",
             "EMBEDDED_TEMPORAL_PORT",
             "EMBEDDED_TEMPORAL_UI_PORT",
+            "EMBEDDED_TEMPORAL_METRICS_PORT",
             "ORDER_WORKER_HTTP_PORT",
             "SHIPPING_WORKER_HTTP_PORT",
         )

@@ -43,6 +43,8 @@ def server_command(binary: str, settings: Settings) -> list[str]:
         str(settings.embedded_temporal_port),
         "--ui-port",
         str(settings.embedded_temporal_ui_port),
+        "--metrics-port",
+        str(settings.embedded_temporal_metrics_port),
         *storage,
         "--namespace",
         settings.temporal_namespace,

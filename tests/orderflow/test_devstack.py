@@ -56,6 +56,11 @@ def test_make_run_stack(stack: StackProcess) -> None:
             60,
             "the order to complete",
         )
+        # The embedded Temporal's own metrics, where the banner and `make observe` say.
+        metrics = http.get(f"http://127.0.0.1:{stack.ports.temporal_metrics}/metrics")
+        assert metrics.status_code == 200
+        assert "service_requests" in metrics.text and "StartWorkflowExecution" in metrics.text
+    assert f"127.0.0.1:{stack.ports.temporal_metrics}/metrics" in stack.log_path.read_text()
 
     assert stack.proc is not None
     children = psutil.Process(stack.proc.pid).children(recursive=True)

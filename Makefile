@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench observe dashboards \
+.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
         kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down
 
 help: ## list the targets
@@ -77,6 +77,9 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 
 bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
+
+cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 WAIT=10 FLAKY=off; writes docs/benchmarks.md's section
+	@RUNS=$(or $(RUNS),5) WAIT=$(or $(WAIT),10) FLAKY=$(or $(FLAKY),off) $(BIN)/python -m loadtest.cold_start
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate

@@ -78,8 +78,8 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
-cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 WAIT=10 FLAKY=off; writes docs/benchmarks.md's section
-	@RUNS=$(or $(RUNS),5) WAIT=$(or $(WAIT),10) FLAKY=$(or $(FLAKY),off) $(BIN)/python -m loadtest.cold_start
+cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 IDLE=10 FLAKY=off; writes docs/benchmarks.md's section
+	@RUNS=$(or $(RUNS),5) IDLE=$(or $(IDLE),10) FLAKY=$(or $(FLAKY),off) $(BIN)/python -m loadtest.cold_start
 
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate

@@ -250,7 +250,7 @@ def cold_start_lines(results: dict[str, Any]) -> list[str]:
         f"{m['python']}): {results['runs_count']} runs, each with fresh processes and task "
         f"queues of its own against one running Temporal dev server and PostgreSQL, "
         f"FLAKY={results['flaky']}; client's clock. Each order was started on the freshly "
-        f"spawned API, approved, and left {results['wait_s']:g} s with no worker polling its "
+        f"spawned API, approved, and left {results['idle_s']:g} s with no worker polling its "
         f"queue (its state then: {', '.join(states)}); then the workers were spawned "
         f"(final states: {', '.join(finals)}). What a cluster adds is in "
         "[kubernetes.md](kubernetes.md#scale-to-zero).",

@@ -9,7 +9,7 @@ Each run, on this machine, against a real Temporal dev server and PostgreSQL (a 
    the moment it answers. Reported: spawn -> first 200 on /readyz, and spawn -> the
    first start answered 202 (the API opens its Temporal and PostgreSQL connections on
    first use, so that first request carries them).
-2. **Workers from zero**: the order from step 1 is approved and left WAIT seconds with
+2. **Workers from zero**: the order from step 1 is approved and left IDLE seconds with
    no worker polling its task queue (the state it shows then is reported), then the
    order and shipping workers are spawned (`python -m workers.order`,
    `python -m workers.shipping`). Reported: worker spawn -> its /readyz 200, and worker
@@ -55,7 +55,7 @@ from orderflow.devstack.launcher import NOT_INHERITED, StackProcess, free_port
 from orderflow.settings import REPO_ROOT
 
 RUNS = int(os.environ.get("RUNS", "5"))
-WAIT = float(os.environ.get("WAIT", "10"))
+IDLE = float(os.environ.get("IDLE", "10"))
 FLAKY = os.environ.get("FLAKY", "off")
 OUT = Path(os.environ.get("COLD_START_OUT", REPO_ROOT / "reports" / "cold-start"))
 WRITE_DOC = os.environ.get("COLD_START_DOC", "1") != "0"
@@ -131,9 +131,9 @@ def one_run(run: int, base_env: dict[str, str]) -> dict[str, Any]:
             result["api_spawn_to_first_order_s"] = started - t0
             result["api_first_order_request_s"] = started - ready
             http.post(f"{api}/orders/{order_id}/signals/approve").raise_for_status()
-            time.sleep(WAIT)
+            time.sleep(IDLE)
             waiting = http.get(f"{api}/orders/{order_id}/status").json()
-            result["waited_s"] = WAIT
+            result["idle_s"] = IDLE
             result["state_while_no_worker"] = f"{waiting['state']} ({waiting['source']})"
             w0 = time.monotonic()
             with (
@@ -212,7 +212,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "runs_count": RUNS,
-        "wait_s": WAIT,
+        "idle_s": IDLE,
         "flaky": FLAKY,
         "summary": summarise(runs),
         "runs": runs,

@@ -16,6 +16,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
+from functions.routes.orders import WAIT_MAX_SECONDS
 from tests.charts.chart import (
     KUBE_VERSION,
     NAMESPACE,
@@ -236,6 +237,10 @@ def test_every_crd_kind_is_rendered_by_some_ci_values() -> None:
         ({"postgres": {"mode": "external"}}, "postgres.external"),
         ({"functions": {"scaleToZero": {"mode": "knative"}}}, "mode"),
         (
+            {"functions": {"scaleToZero": {"kedaHttp": {"timeouts": {"conditionWait": 60}}}}},
+            "conditionWait",
+        ),
+        (
             {
                 "functions": {
                     "scaleToZero": {
@@ -318,6 +323,9 @@ def test_functions_keda_http_scales_the_api_from_zero_through_the_interceptor() 
     assert spec["replicas"] == {"min": 0, "max": kh["maxReplicas"]}
     assert spec["scaledownPeriod"] == 300
     assert spec["scalingMetric"] == {"concurrency": {"targetValue": kh["targetConcurrency"]}}
+    # Long enough to wake the API, and for the longest status?wait long poll to answer.
+    assert spec["timeouts"] == {"conditionWait": "60s", "responseHeader": "30s"}
+    assert int(spec["timeouts"]["responseHeader"].removesuffix("s")) > WAIT_MAX_SECONDS
     # The interceptor's proxy Service in KEDA's namespace, under a name of this release.
     proxy = rendered.get("Service", PROXY)["spec"]
     keda_ns = rendered.values["keda"]["namespace"]
@@ -339,6 +347,7 @@ def test_functions_keda_http_scales_the_api_from_zero_through_the_interceptor() 
     smoke = pod_spec(rendered.get("Pod", f"{RELEASE}-smoke"))["containers"][0]
     env = {e["name"]: e.get("value") for e in smoke["env"]}
     assert env["API_BASE_URL"] == f"http://{PROXY}:8080"
+    assert f"http://{PROXY}:8080" in rendered.notes
     # A PDB that lets the lone pod of a scaled-down API be drained.
     pdb = rendered.get("PodDisruptionBudget", FUNCTIONS)["spec"]
     assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb

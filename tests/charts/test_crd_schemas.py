@@ -31,7 +31,7 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator, FormatChecker, ValidationError
 
-from tests.charts.chart import VALUE_SETS, Obj, load_values, render
+from tests.charts.chart import VALUE_SETS, Obj, load_values, merge_values, render
 
 CRD_DIR = Path(__file__).parent / "crds"
 CRD_SETS = sorted(p.name for p in CRD_DIR.iterdir() if p.is_dir())
@@ -68,20 +68,10 @@ _ALL_CRS = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 RENDERINGS: dict[str, dict[str, Any]] = {
     **{name: load_values(path) for name, path in VALUE_SETS.items()},
     "all-crs-dev": _ALL_CRS,
-    "all-crs-external": _merge(load_values(VALUE_SETS["external"]), _ALL_CRS),
+    "all-crs-external": merge_values(load_values(VALUE_SETS["external"]), _ALL_CRS),
 }
 
 

@@ -18,8 +18,8 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench observe dashboards \
-        kind-up images deploy monitoring keda k8s-load k8s-smoke kind-down prod-install
+.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+        kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
+cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 IDLE=10 FLAKY=off; writes docs/benchmarks.md's section
+	@RUNS=$(or $(RUNS),5) IDLE=$(or $(IDLE),10) FLAKY=$(or $(FLAKY),off) $(BIN)/python -m loadtest.cold_start
+
 migrate: $(STAMP) ## apply database migrations to DATABASE_URL
 	@$(BIN)/python -m orderflow.migrate
 
@@ -123,6 +126,13 @@ keda: ## KEDA, then both workers scale on their task-queue backlog (k8s/keda-val
 	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/keda-values.yaml --wait
+
+scale-to-zero: ## KEDA + its HTTP add-on, then the API and both workers scale to zero when idle (k8s/scale-to-zero-values.yaml)
+	helm repo add kedacore https://kedacore.github.io/charts --force-update
+	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
+	helm upgrade --install http-add-on kedacore/keda-add-ons-http -n keda --version 0.15.0 --wait
+	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
+		-f k8s/scale-to-zero-values.yaml --wait
 
 k8s-load: ## load-test Job in the cluster: make k8s-load RATE=10 DURATION=120
 	docker build --target loadtest -t orderflow-loadtest:dev .

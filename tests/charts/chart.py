@@ -3,6 +3,7 @@ and hand the tests plain Kubernetes objects."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +38,17 @@ def load_values(path: Path | None) -> dict[str, Any]:
         return {}
     loaded: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
     return loaded
+
+
+def merge_values(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base`` as Helm merges values files (maps merge, the rest replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_values(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 @cache

@@ -1,4 +1,5 @@
-"""The chart's KEDA and Prometheus Operator objects are valid for the real CRDs.
+"""The chart's KEDA, KEDA HTTP add-on and Prometheus Operator objects are valid for
+the real CRDs.
 
 tests/charts/crds/ holds the CustomResourceDefinitions of the releases the chart
 supports, copied from the projects' repositories (README.md there). Every custom
@@ -30,11 +31,12 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator, FormatChecker, ValidationError
 
-from tests.charts.chart import VALUE_SETS, Obj, load_values, render
+from tests.charts.chart import VALUE_SETS, Obj, load_values, merge_values, render
 
 CRD_DIR = Path(__file__).parent / "crds"
 CRD_SETS = sorted(p.name for p in CRD_DIR.iterdir() if p.is_dir())
-KEDA_SETS = [s for s in CRD_SETS if s.startswith("keda-")]
+KEDA_SETS = [s for s in CRD_SETS if s.startswith("keda-v")]
+KEDA_HTTP_SETS = [s for s in CRD_SETS if s.startswith("keda-http-add-on-")]
 PROMETHEUS_SETS = [s for s in CRD_SETS if s.startswith("prometheus-operator-")]
 
 # Every custom-resource kind the chart can render. A new one fails
@@ -42,6 +44,7 @@ PROMETHEUS_SETS = [s for s in CRD_SETS if s.startswith("prometheus-operator-")]
 EXPECTED_KINDS = {
     ("keda.sh", "ScaledObject"),
     ("keda.sh", "TriggerAuthentication"),
+    ("http.keda.sh", "HTTPScaledObject"),
     ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PodMonitor"),
     ("monitoring.coreos.com", "PrometheusRule"),
@@ -51,6 +54,10 @@ EXPECTED_KINDS = {
 # only in dev mode and the TriggerAuthentication only with an external Temporal API
 # key, so both modes are rendered.
 _ALL_CRS = {
+    "functions": {
+        "ingress": {"enabled": True, "host": "orderflow.example.com"},
+        "scaleToZero": {"mode": "keda-http"},
+    },
     "orderWorker": {"keda": {"enabled": True}},
     "shippingWorker": {"keda": {"enabled": True}},
     "metrics": {
@@ -61,20 +68,10 @@ _ALL_CRS = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 RENDERINGS: dict[str, dict[str, Any]] = {
     **{name: load_values(path) for name, path in VALUE_SETS.items()},
     "all-crs-dev": _ALL_CRS,
-    "all-crs-external": _merge(load_values(VALUE_SETS["external"]), _ALL_CRS),
+    "all-crs-external": merge_values(load_values(VALUE_SETS["external"]), _ALL_CRS),
 }
 
 
@@ -164,6 +161,8 @@ CEL_RULES: dict[str, Callable[[dict[str, Any]], bool]] = {
     " ? self.maxReplicaCount : 100)": lambda s: (
         "minReplicaCount" not in s or s["minReplicaCount"] <= s.get("maxReplicaCount", 100)
     ),
+    # http.keda.sh HTTPScaledObject scaleTargetRef and coldStartTimeoutFailoverRef
+    "has(self.portName) != has(self.port)": lambda s: ("portName" in s) != ("port" in s),
 }
 
 
@@ -364,3 +363,21 @@ def test_int_or_string_takes_both_and_nothing_else(crd_set: str) -> None:
     endpoint["targetPort"] = [9101]
     (error,) = crd_errors(obj, crd_set)
     assert error.startswith("spec.endpoints.0.targetPort:")
+
+
+@pytest.mark.parametrize("crd_set", KEDA_HTTP_SETS)
+def test_rejects_an_http_scaled_object_with_both_port_and_port_name(crd_set: str) -> None:
+    obj = _one("HTTPScaledObject")
+    assert crd_errors(obj, crd_set) == []
+    obj["spec"]["scaleTargetRef"]["portName"] = "http"
+    assert crd_errors(obj, crd_set) == [
+        "spec.scaleTargetRef: must define either the 'portName' or the 'port'"
+    ]
+    del obj["spec"]["scaleTargetRef"]["portName"]
+    obj["spec"]["replicas"]["min"] = "0"
+    (error,) = crd_errors(obj, crd_set)
+    assert error.startswith("spec.replicas.min:") and "integer" in error
+    del obj["spec"]["replicas"]["min"]
+    obj["spec"]["scaledownPeriodSeconds"] = 300  # a plausible typo: pruned by the API server
+    (error,) = crd_errors(obj, crd_set)
+    assert "scaledownPeriodSeconds" in error

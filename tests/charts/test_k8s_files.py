@@ -9,7 +9,8 @@ import kubernetes_validate
 import yaml
 
 from orderflow.settings import REPO_ROOT
-from tests.charts.chart import KUBE_VERSION, render_set
+from tests.charts.chart import KUBE_VERSION, load_values, merge_values, render, render_set
+from tests.charts.test_crd_schemas import CRD_SETS, crd_errors
 
 K8S = REPO_ROOT / "k8s"
 
@@ -83,6 +84,7 @@ def test_makefile_has_the_cluster_targets() -> None:
         "deploy",
         "monitoring",
         "keda",
+        "scale-to-zero",
         "k8s-load",
         "k8s-smoke",
         "kind-down",
@@ -90,3 +92,24 @@ def test_makefile_has_the_cluster_targets() -> None:
         assert re.search(rf"^{target}:.*## ", makefile, re.M), target
     for path in re.findall(r"(?:k8s|charts)/[\w./-]+\.yaml", makefile):
         assert (REPO_ROOT / path).exists(), path
+
+
+def test_scale_to_zero_values_on_kind_render_valid_objects() -> None:
+    values = merge_values(
+        load_values(K8S / "kind-values.yaml"), _load("k8s/scale-to-zero-values.yaml")
+    )
+    rendered = render(values)
+    (httpso,) = rendered.kinds("HTTPScaledObject")
+    assert httpso["spec"]["replicas"]["min"] == 0
+    assert {o["spec"]["minReplicaCount"] for o in rendered.kinds("ScaledObject")} == {0}
+    assert not rendered.kinds("HorizontalPodAutoscaler")
+    for obj in rendered.kinds("HTTPScaledObject") + rendered.kinds("ScaledObject"):
+        group = obj["apiVersion"].split("/")[0]
+        sets = [
+            s
+            for s in CRD_SETS
+            if (s.startswith("keda-http") if group == "http.keda.sh" else s.startswith("keda-v"))
+        ]
+        assert sets
+        for crd_set in sets:
+            assert crd_errors(obj, crd_set) == [], (obj["metadata"]["name"], crd_set)

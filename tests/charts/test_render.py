@@ -16,8 +16,10 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
+from functions.routes.orders import WAIT_MAX_SECONDS
 from tests.charts.chart import (
     KUBE_VERSION,
+    NAMESPACE,
     RELEASE,
     VALUE_SETS,
     Obj,
@@ -33,6 +35,7 @@ from tests.charts.chart import (
 CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -131,6 +134,26 @@ def _check_scaled_object(obj: Obj, rendered: Rendered) -> None:
     ]
 
 
+def _check_http_scaled_object(obj: Obj, rendered: Rendered) -> None:
+    spec = obj["spec"]
+    ref = spec["scaleTargetRef"]
+    assert ref["name"] in _deployments(rendered) and ref.get("kind") == "Deployment"
+    # The interceptor forwards to this Service and port: they exist and reach the pods.
+    service = rendered.get("Service", ref["service"])
+    assert ref["port"] in {p["port"] for p in service["spec"]["ports"]}
+    assert service["spec"]["selector"].items() <= (
+        pod_metadata(rendered.get("Deployment", ref["name"]))["labels"].items()
+    )
+    assert 0 <= spec["replicas"]["min"] <= spec["replicas"]["max"]
+    assert isinstance(spec["scaledownPeriod"], int) and spec["hosts"]
+    # The add-on's ScaledObject owns the HPA: a second one would fight it.
+    assert not [
+        h
+        for h in rendered.kinds("HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"]["name"] == ref["name"]
+    ]
+
+
 def _check_trigger_auth(obj: Obj, _rendered: Rendered) -> None:
     (ref,) = obj["spec"]["secretTargetRef"]
     assert ref["parameter"] == "apiKey" and ref["name"] and ref["key"]
@@ -179,6 +202,7 @@ def _check_prometheus_rule(obj: Obj, _rendered: Rendered) -> None:
 CRD_CHECKS = {
     "ScaledObject": _check_scaled_object,
     "TriggerAuthentication": _check_trigger_auth,
+    "HTTPScaledObject": _check_http_scaled_object,
     "ServiceMonitor": _check_service_monitor,
     "PodMonitor": _check_pod_monitor,
     "PrometheusRule": _check_prometheus_rule,
@@ -211,6 +235,22 @@ def test_every_crd_kind_is_rendered_by_some_ci_values() -> None:
         ({"orderWorker": {"terminationGracePeriodSeconds": 10}}, "terminationGracePeriodSeconds"),
         ({"temporal": {"mode": "external"}}, "temporal.external.address"),
         ({"postgres": {"mode": "external"}}, "postgres.external"),
+        ({"functions": {"scaleToZero": {"mode": "knative"}}}, "mode"),
+        (
+            {"functions": {"scaleToZero": {"kedaHttp": {"timeouts": {"conditionWait": 60}}}}},
+            "conditionWait",
+        ),
+        (
+            {
+                "functions": {
+                    "scaleToZero": {
+                        "mode": "keda-http",
+                        "kedaHttp": {"minReplicas": 3, "maxReplicas": 2},
+                    }
+                }
+            },
+            "minReplicas must not exceed maxReplicas",
+        ),
     ],
 )
 def test_bad_values_are_rejected(values: dict[str, Any], message: str) -> None:
@@ -243,3 +283,102 @@ def test_notes_tell_how_to_reach_everything() -> None:
     assert "http://localhost:3000" in kind and "helm test orderflow" in kind
     default = render_set("default").notes
     assert "port-forward svc/orderflow-functions 8000:8000" in default
+
+
+# --- scale to zero ------------------------------------------------------------------
+
+FUNCTIONS = f"{RELEASE}-functions"
+PROXY = f"{FUNCTIONS}-proxy"
+
+
+def test_functions_scale_to_zero_is_off_by_default() -> None:
+    for name in ("default", "kind"):
+        rendered = render_set(name)
+        assert not rendered.kinds("HTTPScaledObject")
+        assert rendered.get("HorizontalPodAutoscaler", FUNCTIONS)
+        assert PROXY not in {s["metadata"]["name"] for s in rendered.kinds("Service")}
+        assert rendered.get("PodDisruptionBudget", FUNCTIONS)["spec"] == {
+            "minAvailable": 1,
+            "selector": rendered.get("PodDisruptionBudget", FUNCTIONS)["spec"]["selector"],
+        }
+
+
+def test_functions_keda_http_scales_the_api_from_zero_through_the_interceptor() -> None:
+    rendered = render_set("scale-to-zero")
+    kh = rendered.values["functions"]["scaleToZero"]["kedaHttp"]
+    # No HPA for the API and no replica count on its Deployment: the add-on owns both.
+    assert FUNCTIONS not in {
+        h["metadata"]["name"] for h in rendered.kinds("HorizontalPodAutoscaler")
+    }
+    assert "replicas" not in rendered.get("Deployment", FUNCTIONS)["spec"]
+    (httpso,) = rendered.kinds("HTTPScaledObject")
+    spec = httpso["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": FUNCTIONS,
+        "service": FUNCTIONS,
+        "port": rendered.values["functions"]["service"]["port"],
+    }
+    assert spec["replicas"] == {"min": 0, "max": kh["maxReplicas"]}
+    assert spec["scaledownPeriod"] == 300
+    assert spec["scalingMetric"] == {"concurrency": {"targetValue": kh["targetConcurrency"]}}
+    # Long enough to wake the API, and for the longest status?wait long poll to answer.
+    assert spec["timeouts"] == {"conditionWait": "60s", "responseHeader": "30s"}
+    assert int(spec["timeouts"]["responseHeader"].removesuffix("s")) > WAIT_MAX_SECONDS
+    # The interceptor's proxy Service in KEDA's namespace, under a name of this release.
+    proxy = rendered.get("Service", PROXY)["spec"]
+    keda_ns = rendered.values["keda"]["namespace"]
+    assert proxy["type"] == "ExternalName" and "selector" not in proxy
+    assert (
+        proxy["externalName"] == f"keda-add-ons-http-interceptor-proxy.{keda_ns}.svc.cluster.local"
+    )
+    assert [p["port"] for p in proxy["ports"]] == [kh["interceptor"]["port"]]
+    # The Ingress sends its host to the interceptor, and the interceptor routes that host.
+    ingress = rendered.get("Ingress", FUNCTIONS)
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": PROXY, "port": {"number": 8080}}
+    assert rule["host"] in spec["hosts"]
+    # In-cluster clients use the proxy name; the interceptor routes each form of it.
+    assert {PROXY, f"{PROXY}.{NAMESPACE}", f"{PROXY}.{NAMESPACE}.svc.cluster.local"} <= set(
+        spec["hosts"]
+    )
+    smoke = pod_spec(rendered.get("Pod", f"{RELEASE}-smoke"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in smoke["env"]}
+    assert env["API_BASE_URL"] == f"http://{PROXY}:8080"
+    assert f"http://{PROXY}:8080" in rendered.notes
+    # A PDB that lets the lone pod of a scaled-down API be drained.
+    pdb = rendered.get("PodDisruptionBudget", FUNCTIONS)["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+
+
+def test_functions_keda_http_without_ingress_routes_extra_hosts() -> None:
+    rendered = render(
+        {
+            "functions": {
+                "scaleToZero": {"mode": "keda-http", "kedaHttp": {"hosts": ["api.example.org"]}}
+            }
+        }
+    )
+    assert not rendered.kinds("Ingress")
+    (httpso,) = rendered.kinds("HTTPScaledObject")
+    assert httpso["spec"]["hosts"][0] == PROXY and httpso["spec"]["hosts"][-1] == "api.example.org"
+    assert "orderflow.local" not in httpso["spec"]["hosts"]  # the Ingress host, Ingress off
+
+
+@pytest.mark.parametrize("worker", ["order-worker", "shipping-worker"])
+def test_workers_scale_to_zero_with_keda(worker: str) -> None:
+    rendered = render_set("scale-to-zero")
+    name = f"{RELEASE}-{worker}"
+    scaled = rendered.get("ScaledObject", name)["spec"]
+    assert scaled["minReplicaCount"] == 0
+    (trigger,) = scaled["triggers"]
+    # Woken by the first workflow task waiting in its queue.
+    assert trigger["metadata"]["activationTargetQueueSize"] == "0"
+    assert "replicas" not in rendered.get("Deployment", name)["spec"]
+    assert name not in {h["metadata"]["name"] for h in rendered.kinds("HorizontalPodAutoscaler")}
+    # A PDB never stops a scale-down (that is no eviction), but minAvailable would make
+    # the one pod of a worker that is awake undrainable; maxUnavailable does not.
+    pdb = rendered.get("PodDisruptionBudget", name)["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb

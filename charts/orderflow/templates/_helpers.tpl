@@ -230,3 +230,32 @@ checksum/secret: {{ toJson (list .Values.apiToken .Values.postgres.external .Val
 {{- printf "http://%s.%s.svc.cluster.local:%s" $o.collector.service $o.collector.namespace (ternary "4317" "4318" (eq $o.protocol "grpc")) -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* The Host names the KEDA HTTP add-on routes to the API (scaleToZero.mode keda-http):
+       the Ingress host, the proxy Service's in-cluster names (the interceptor strips the
+       port from Host since 0.12), and any extra hosts. One "- name" line each. */}}
+{{- define "orderflow.functionsHosts" -}}
+{{- $f := .Values.functions }}
+{{- $proxy := printf "%s-proxy" (include "orderflow.component" (list . "functions")) }}
+{{- $hosts := list }}
+{{- if $f.ingress.enabled }}
+{{- $hosts = append $hosts $f.ingress.host }}
+{{- end }}
+{{- range list "" (printf ".%s" .Release.Namespace) (printf ".%s.svc" .Release.Namespace) (printf ".%s.svc.cluster.local" .Release.Namespace) }}
+{{- $hosts = append $hosts (printf "%s%s" $proxy .) }}
+{{- end }}
+{{- range $h := concat $hosts $f.scaleToZero.kedaHttp.hosts | uniq }}
+- {{ $h | quote }}
+{{ end }}
+{{- end -}}
+
+{{- /* Where in-cluster clients (the helm test pod) reach the API: its Service, or with
+       scaleToZero keda-http the interceptor's proxy name, so that a request wakes it. */}}
+{{- define "orderflow.apiBaseUrl" -}}
+{{- $fn := include "orderflow.component" (list . "functions") }}
+{{- if eq .Values.functions.scaleToZero.mode "keda-http" -}}
+{{- printf "http://%s-proxy:%v" $fn .Values.functions.scaleToZero.kedaHttp.interceptor.port -}}
+{{- else -}}
+{{- printf "http://%s:%v" $fn .Values.functions.service.port -}}
+{{- end -}}
+{{- end -}}

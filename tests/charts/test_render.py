@@ -125,6 +125,9 @@ def _check_scaled_object(obj: Obj, rendered: Rendered) -> None:
     host, _, port = meta["endpoint"].rpartition(":")
     assert host and port.isdigit()
     assert int(meta["targetQueueSize"]) >= 1
+    # A step handed to server-side retries in an outage is an activity task: a scaler
+    # that counts only workflow tasks leaves a worker at zero asleep while it waits.
+    assert set(meta["queueTypes"].split(",")) == {"workflow", "activity"}, meta["queueTypes"]
     if "authenticationRef" in trigger:
         rendered.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
     # KEDA owns the HPA of a ScaledObject's target: a second one would fight it.
@@ -374,7 +377,7 @@ def test_workers_scale_to_zero_with_keda(worker: str) -> None:
     scaled = rendered.get("ScaledObject", name)["spec"]
     assert scaled["minReplicaCount"] == 0
     (trigger,) = scaled["triggers"]
-    # Woken by the first workflow task waiting in its queue.
+    # Woken by the first task waiting in its queue, workflow or activity.
     assert trigger["metadata"]["activationTargetQueueSize"] == "0"
     assert "replicas" not in rendered.get("Deployment", name)["spec"]
     assert name not in {h["metadata"]["name"] for h in rendered.kinds("HorizontalPodAutoscaler")}

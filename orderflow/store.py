@@ -41,6 +41,10 @@ class OrderOfAnotherRun(Exception):
     """Another workflow run created this order (its id was reused): never write it."""
 
 
+class PaymentVoided(Exception):
+    """The order was refunded before it was ever charged: it must never be charged now."""
+
+
 @dataclass(frozen=True)
 class PaymentRow:
     payment_id: str
@@ -192,6 +196,13 @@ async def charge_payment(
     async with conn.transaction():
         if not await _claim(conn, order_id, run_id):
             raise UnknownOrder(order_id)
+        # An attempt can outlive its step: one cut by a timeout may still reach this
+        # point after the workflow gave up on the charge and compensated. The refund
+        # left a void mark under the same row lock; past it, charging is refused.
+        if await conn.fetchval(
+            "SELECT 1 FROM events WHERE idempotency_key = $1", _void_key(order_id)
+        ):
+            raise PaymentVoided(f"order {order_id} was refunded before it was charged")
         try:
             await conn.execute(
                 """INSERT INTO payments (payment_id, order_id, status, amount)
@@ -224,7 +235,12 @@ async def charge_payment(
 async def refund_payment(
     conn: Conn, order_id: str, *, run_id: str | None = None
 ) -> PaymentRow | None:
-    """Refund the order's charge if there is one; repeating it changes nothing."""
+    """Refund the order's charge if there is one; repeating it changes nothing.
+
+    With no charge yet, the order is marked void instead: a charge attempt still
+    in flight (cut by its timeout, the database slow to answer) can no longer
+    take money from an order that has been compensated (``charge_payment``).
+    """
     async with conn.transaction():
         if not await _claim(conn, order_id, run_id):
             return None
@@ -243,10 +259,17 @@ async def refund_payment(
                 {"payment_id": row["payment_id"], "amount": row["amount"]},
             )
             return PaymentRow(**dict(row))
-    existing = await conn.fetchrow(
-        "SELECT payment_id, order_id, status, amount FROM payments WHERE order_id = $1", order_id
-    )
+        existing = await conn.fetchrow(
+            "SELECT payment_id, order_id, status, amount FROM payments WHERE order_id = $1",
+            order_id,
+        )
+        if existing is None:
+            await _event(conn, order_id, "payment_voided", _void_key(order_id), {})
     return PaymentRow(**dict(existing)) if existing else None
+
+
+def _void_key(order_id: str) -> str:
+    return f"{order_id}:payment_voided"
 
 
 async def prepare_shipment(

@@ -7,13 +7,18 @@ from contextlib import contextmanager
 
 from temporalio.exceptions import ApplicationError
 
-from orderflow.store import OrderOfAnotherRun, PaymentIdConflict
+from orderflow.store import OrderOfAnotherRun, PaymentIdConflict, PaymentVoided
 
 
 @contextmanager
 def business_errors(*non_retryable: type[Exception]) -> Iterator[None]:
     """Errors retrying cannot fix become non-retryable ApplicationErrors named by type."""
-    permanent: tuple[type[Exception], ...] = (PaymentIdConflict, OrderOfAnotherRun, *non_retryable)
+    permanent: tuple[type[Exception], ...] = (
+        PaymentIdConflict,
+        OrderOfAnotherRun,
+        PaymentVoided,
+        *non_retryable,
+    )
     try:
         yield
     except Exception as err:

@@ -105,6 +105,37 @@ async def test_refund_is_idempotent_and_a_noop_without_charge(db: asyncpg.Pool) 
     assert (await event_types(db, oid)).count("payment_refunded") == 1
 
 
+async def test_a_charge_after_the_refund_of_an_uncharged_order_takes_no_money(
+    db: asyncpg.Pool,
+) -> None:
+    # A charge attempt cut by its timeout can still reach the database after the
+    # workflow gave up on the charge and compensated: the refund must fence it.
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        assert await store.refund_payment(conn, oid) is None
+        assert await store.refund_payment(conn, oid) is None  # still idempotent
+        with pytest.raises(store.PaymentVoided):
+            await store.charge_payment(conn, oid, f"p-{oid}", 500)
+        payments = await conn.fetchval("SELECT count(*) FROM payments WHERE order_id = $1", oid)
+        row = await store.get_order(conn, oid)
+    assert payments == 0
+    assert row is not None and row.state == OrderState.RECEIVED
+    assert await event_types(db, oid) == ["order_received", "payment_voided"]
+
+
+async def test_a_charged_order_refunded_is_not_voided(db: asyncpg.Pool) -> None:
+    oid = new_id()
+    await make_order(db, oid)
+    async with db.acquire() as conn:
+        await store.charge_payment(conn, oid, f"p-{oid}", 500)
+        await store.refund_payment(conn, oid)
+        # A retry of the charge that succeeded returns that charge, now refunded.
+        again = await store.charge_payment(conn, oid, f"p-{oid}", 500)
+    assert again.status == "refunded"
+    assert "payment_voided" not in await event_types(db, oid)
+
+
 async def test_dispatch_twice_keeps_the_first_tracking_number(db: asyncpg.Pool) -> None:
     oid = new_id()
     await make_order(db, oid)

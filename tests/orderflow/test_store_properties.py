@@ -7,7 +7,8 @@ separate connections, as concurrent activity attempts would. After every batch:
 
 * at most one payment row per order, and it is the first payment_id charged;
 * a charge and its event are all-or-nothing, and so is a refund;
-* a refunded payment never becomes charged again;
+* a refunded payment never becomes charged again, and an order refunded before
+  any charge is never charged;
 * the order's state never moves backwards (order_states.rank), and ends at the
   highest state asked for.
 """
@@ -68,7 +69,7 @@ async def apply(db: asyncpg.Pool, order_id: str, op: Op) -> str | None:
                 row = await store.charge_payment(
                     conn, order_id, f"pay-{order_id}-{op.payment}", 1999
                 )
-            except store.PaymentIdConflict:
+            except (store.PaymentIdConflict, store.PaymentVoided):
                 return None
             return row.payment_id
         if op.kind == "refund":
@@ -136,6 +137,9 @@ async def test_any_interleaving_charges_once_and_never_goes_back(
         if payments:
             assert payments[0][0] == first_payment
         assert events.get("payment_charged", 0) == len(payments)
+        # A refund that found no charge voids the order: no charge may follow it.
+        if events.get("payment_voided"):
+            assert not payments, "an order was charged after its refund voided it"
         refunded = bool(payments) and payments[0][1] == "refunded"
         assert events.get("payment_refunded", 0) == int(refunded)
         assert not (was_refunded and not refunded), "a refunded payment was charged again"

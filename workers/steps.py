@@ -23,7 +23,9 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     FailureError,
+    RetryState,
     TimeoutError,
+    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -199,6 +201,10 @@ class StepRunner:
             if isinstance(err.cause, CancelledError):
                 raise
             type_, message, _ = _describe(err.cause)
+            if err.retry_state == RetryState.TIMEOUT:
+                # The budget ran out (schedule-to-close): say so, and keep what the
+                # last attempt died of, which is what an operator needs to know.
+                message = f"its time budget ran out; last attempt: {message}"
             self.record_error(step, failed + 1, type_, message)
             workflow.logger.warning(
                 "step failed on the server's retries",
@@ -213,6 +219,12 @@ class StepRunner:
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:
     """(type, message, retryable) of an attempt's failure."""
     if isinstance(cause, TimeoutError):
+        if cause.type == TimeoutType.SCHEDULE_TO_CLOSE:
+            # Only server-retried activities have one (the caller says the budget ran
+            # out); what matters is the last attempt's failure, which the server
+            # attaches as the cause.
+            last = _describe(cause.cause)[1] if cause.cause else "no attempt failure recorded"
+            return "Timeout", last, False
         return "Timeout", "attempt exceeded its start-to-close deadline", True
     if isinstance(cause, ApplicationError):
         return cause.type or "ApplicationError", cause.message, not cause.non_retryable

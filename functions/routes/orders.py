@@ -240,6 +240,7 @@ async def order_status(
     order_id: OrderIdPath, res: ResourcesDep, query: Annotated[StatusQuery, Query()]
 ) -> OrderStatus | Response:
     live = query.live
+    database_answered = True
     # The stored order answers by default: one indexed read, no work for Temporal or
     # the worker, so pollers cost next to nothing. It moves with every step's commit.
     try:
@@ -248,7 +249,8 @@ async def order_status(
         else:
             stored = await _read_order(res, order_id)
     except (OSError, asyncpg.PostgresError, TimeoutError):
-        stored, live = None, True  # the database is down: the workflow still knows
+        # The database is down: the workflow still knows, if it answers.
+        stored, live, database_answered = None, True, False
     if stored is not None and (stored.state.terminal or not live):
         # The common case, serialised once: FastAPI would validate the model again.
         return Response(_from_database(stored).model_dump_json(), media_type="application/json")
@@ -263,8 +265,14 @@ async def order_status(
         except (WorkflowQueryFailedError, RPCError) as err:
             if stored is not None:
                 return _from_database(stored)
+            if not database_answered:
+                # Neither can say: Temporal may have forgotten an order the database
+                # holds (retention), and a workflow too busy to answer (retrying a
+                # step through the same outage) is not one that was just received.
+                raise unavailable("the database") from err
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, f"order {order_id} not found") from err
+    # The database answered that it has no row: the order can only be starting.
     return await _just_started(handle, order_id)
 
 

@@ -86,7 +86,7 @@ step "Orderflow against that Temporal, KEDA scaling, ServiceMonitors and alert r
 run helm upgrade --install "$RELEASE" charts/orderflow -n "$NAMESPACE" --create-namespace \
   -f "$ORDERFLOW_VALUES" -f k8s/orderflow-external-temporal-values.yaml -f k8s/keda-values.yaml \
   --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \
-  "${otel_set[@]}" --wait --timeout 10m
+  ${otel_set[@]+"${otel_set[@]}"} --wait --timeout 10m
 
 step "smoke test: one order through the API to COMPLETED"
 run helm test "$RELEASE" -n "$NAMESPACE" --logs

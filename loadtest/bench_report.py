@@ -38,7 +38,7 @@ PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "overload")
 
 # A fixed single-threaded workload of the kind the stack's Python does (dicts, strings,
 # JSON, hashing), timed best of five: the same code costs more CPU on a slower host
-# (measured: 137 ms an order on one host, 183 ms on another the next day, same code),
+# (commit 3ba8663: 137 ms an order on 2026-12-02, 167-172 ms on another host the next day),
 # so the reference time travels with every CPU figure and makes days comparable.
 REFERENCE_RUNS = 5
 

@@ -150,11 +150,15 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
     """One measured point: the load tool's summary plus CPU-seconds per completed order."""
     waited = drain(stack)
     say(f"{name}: {label} (waited {waited} s for the previous load to drain)")
+    # The host's own speed around the point: it varies (98-215 ms for the same
+    # workload within one minute, 2026-12-03), and CPU per order varies with it.
+    reference_before = bench_report.reference_workload_ms()
     pids = stack.processes()
     before = cpu_seconds(pids)
     summary, generator = run_load(stack, stack.out.parent / name, args)
     pids |= stack.processes()
     after = cpu_seconds(pids)
+    reference_after = bench_report.reference_workload_ms()
     by_component = dict.fromkeys(COMPONENTS, 0.0)
     for pid, total in after.items():
         by_component[pids[pid]] += total - before.get(pid, 0.0)
@@ -166,6 +170,7 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
         cpu_per_order_stack=round(sum(by_component.values()) / completed, 4),
         cpu_per_order_generator=round(generator / completed, 4),
         cpu_per_order=({k: round(v / completed, 4) for k, v in by_component.items()}),
+        reference_ms=[reference_before, reference_after],
     )
     lat = summary["latency"]
     say(

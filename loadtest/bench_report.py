@@ -133,7 +133,9 @@ def cpu_rows(points: list[dict[str, Any]]) -> list[str]:
         rows.append(
             f"| {p['label']} | **{1000 * p['cpu_per_order_stack']:.0f}** | "
             + " | ".join(f"{1000 * per[c]:.0f}" for c in PER_ORDER)
-            + f" | {1000 * p['cpu_per_order_generator']:.0f} |"
+            + f" | {1000 * p['cpu_per_order_generator']:.0f} | "
+            + (" / ".join(f"{r:.0f}" for r in p["reference_ms"]) if "reference_ms" in p else "–")
+            + " |"
         )
     return rows
 
@@ -228,10 +230,13 @@ def write(results: dict[str, Any], out: Path) -> Path:
         "",
         "CPU-seconds (user + system) of every process over the point, divided by the orders "
         "completed in it, in milliseconds. The stack is the sum of its processes; the load "
-        "generator is counted apart.",
+        "generator is counted apart. The last column is the host's speed just before and "
+        "after the point (the reference workload, lower is faster): this kind of host varies "
+        "by up to 2x within a minute, so compare points only where it is alike.",
         "",
-        "| point | stack | " + " | ".join(PER_ORDER) + " | load generator |",
-        "|---|---|" + "---|" * (len(PER_ORDER) + 1),
+        "| point | stack | " + " | ".join(PER_ORDER) + " | load generator | host reference "
+        "ms, before / after |",
+        "|---|---|" + "---|" * (len(PER_ORDER) + 2),
         *cpu_rows(results["points"]),
         "",
         knee(points, m["cpus"]),

@@ -1,0 +1,38 @@
+"""The benchmark report's cost table: every process's share, and the host's speed
+around the point, which the CPU figures are only comparable with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest import bench_report
+
+
+def a_point(**extra: Any) -> dict[str, Any]:
+    per = dict.fromkeys(bench_report.PER_ORDER, 0.01)
+    return {
+        "label": "10 orders/s",
+        "cpu_per_order_stack": 0.06,
+        "cpu_per_order_generator": 0.005,
+        "cpu_per_order": per,
+        **extra,
+    }
+
+
+def test_a_cost_row_carries_the_host_reference_before_and_after() -> None:
+    (row,) = bench_report.cpu_rows([a_point(reference_ms=[98.4, 171.6])])
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "10 orders/s"
+    assert cells[1] == "**60**"
+    assert cells[2 : 2 + len(bench_report.PER_ORDER)] == ["10"] * len(bench_report.PER_ORDER)
+    assert cells[-2:] == ["5", "98 / 172"]
+
+
+def test_a_point_from_before_the_reference_shows_a_dash() -> None:
+    (row,) = bench_report.cpu_rows([a_point()])
+    assert row.rstrip("| ").endswith("–")
+
+
+def test_the_reference_workload_takes_measurable_time() -> None:
+    ms = bench_report.reference_workload_ms()
+    assert 1 < ms < 60_000

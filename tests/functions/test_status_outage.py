@@ -11,8 +11,7 @@ from temporalio.client import Client
 from orderflow.devstack.launcher import free_port
 from orderflow.settings import Settings
 from tests.functions.test_admission import client_with
-
-ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+from tests.orderflow.test_store import ADDRESS
 
 
 async def test_with_the_database_down_an_unanswered_query_is_503_not_received(

@@ -53,11 +53,8 @@ def seconds_left(info: activity.Info, now: datetime) -> float | None:
 class _CutAtDeadline(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
-        if info.is_local:
-            return await super().execute_activity(input)
-        left = seconds_left(info, datetime.now(UTC))
-        if left is None:
-            return await super().execute_activity(input)
+        # Local activities are cut by the worker already; None is no timeout at all.
+        left = None if info.is_local else seconds_left(info, datetime.now(UTC))
         try:
             async with asyncio.timeout(left) as cut:
                 return await super().execute_activity(input)
@@ -66,6 +63,6 @@ class _CutAtDeadline(ActivityInboundInterceptor):
                 raise  # the activity's own timeout, not the deadline
             # Said plainly, or the step's recent errors read "TimeoutError: " with no text.
             raise ApplicationError(
-                f"attempt cut by the worker at its deadline ({left:.1f} s)",
+                f"attempt cut by the worker at its deadline ({left or 0:.1f} s)",
                 type="AttemptDeadline",
             ) from None

@@ -19,11 +19,11 @@ from workers.flaky import is_forced_failure
 class ForcedFailuresWithoutTraces(DefaultFailureConverter):
     """The default conversion, minus the stack trace of flaky_call's forced failures.
 
-    That trace is the same two frames every time, formatted for each of the dozen
-    failed attempts of every order and stored in each attempt's history marker, so
-    this keeps histories (and the dev server's SQLite file) smaller. py-spy put the
-    formatting at a few per cent of the order worker; whole-stack CPU per order did
-    not change measurably (docs/design.md). Every other error keeps its trace.
+    That trace is the same two frames every time. Local attempts report their
+    failures as data (workers/attempts.py), so this matters for the attempts the
+    Temporal server retries (a step handed over during an outage): each failure is
+    formatted and stored in the history for every one of them. Every other error
+    keeps its trace.
     """
 
     def to_failure(

@@ -35,8 +35,9 @@ STEP_LATENCY_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 300,
 )  # fmt: skip
 
-# The SDK's latency of one local-activity attempt: its default buckets jump from
-# 0.1 to 0.5 s, right across the 150 ms attempt deadline.
+# The SDK's latency of one local-activity call (up to 8 attempts of 150 ms, most
+# calls one to three): its default buckets jump from 0.1 to 0.5 s, right across
+# the deadlines that matter here.
 ATTEMPT_LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1, 2, 4, 8,
 )  # fmt: skip

@@ -11,11 +11,12 @@ docs/design.md):
   there: the attempt's coroutine is cancelled at the deadline, and the next
   attempt starts within milliseconds, with no server round trip.
 
-So every step is a local activity with ONE attempt per call, and the workflow
-itself loops over attempts (``workers/steps.py``). That costs nothing extra and
-makes each attempt and its error visible to the ``status`` query as it happens.
+So every step is a local activity, and the attempts of a step follow each other
+inside the call, each cut at its own deadline (``workers/attempts.py``), with no
+server round trip and none of the SDK's per-call work between them. Each call
+reports its attempts back, so ``status`` shows them a call at a time.
 
-Each of those attempts is a marker in the workflow's history, though, and the
+Each of those calls is a marker in the workflow's history, though, and the
 orders have no execution timeout (compensation must never be cut short). A
 step that keeps failing for as long as an outage lasts would grow the history
 without bound, and a refund during a day-long database outage would end up at
@@ -57,6 +58,11 @@ REGULAR_RETRY = RetryPolicy(
 )
 
 
+# Added to a call's deadlines: the work itself (a few ms) and the scheduling around
+# it. A call that overruns it is counted as one timed-out attempt.
+CALL_SLACK = timedelta(seconds=1)
+
+
 @dataclass(frozen=True)
 class StepPolicy:
     # Deadline of one attempt. flaky_call either answers at once or sleeps 300 s,
@@ -80,8 +86,16 @@ class StepPolicy:
     # step fails 30 times in a row by chance only 6 times in a million (0.67^30);
     # past that it looks like an outage (the database is down) and the step is handed
     # to the server (OUTAGE_RETRY), which backs off and keeps the history bounded:
-    # at most this many attempt markers per step, whatever the outage's length.
+    # at most this many attempts (and a marker per call) per step, whatever the
+    # outage's length.
     local_attempts: int = 30
+    # Attempts made one after the other inside one local-activity call
+    # (workers/attempts.py): each call costs the worker ~2.7 ms of CPU in the SDK,
+    # so one call per attempt spent most of its CPU there. A step needs more than 8
+    # attempts 4 % of the time (0.67^8), and then simply makes another call. The
+    # workflow learns of a call's attempts when it returns, so this also bounds how
+    # stale ``status`` is while a step keeps failing: 8 deadlines, 1.2 s.
+    attempts_per_call: int = 8
     # The deadline of each server-side attempt once handed over: attempts are at
     # least a second apart then, so a long one costs little, and a database that
     # is up but slow still gets through.
@@ -99,6 +113,12 @@ class StepPolicy:
             return self.attempt_timeout
         stretched = self.attempt_timeout * (self.stretch_factor ** min(extra, 32))
         return min(stretched, self.attempt_timeout_cap)
+
+    def call_timeout(self, attempts: int, consecutive_timeouts: int) -> timedelta:
+        """Deadline of one call of ``attempts`` attempts: every one of them timing out,
+        plus CALL_SLACK for the work and the hand-offs around them."""
+        deadlines = (self.timeout_for(consecutive_timeouts + k) for k in range(attempts))
+        return sum(deadlines, CALL_SLACK)
 
     def hands_over(self, failed_attempts: int) -> bool:
         return failed_attempts >= self.local_attempts

@@ -1,4 +1,7 @@
-"""Run one business step as a local activity, one attempt per call, until it succeeds.
+"""Run one business step as local activities until it succeeds.
+
+Each call makes up to ``StepPolicy.attempts_per_call`` attempts one after the other,
+each cut at its deadline, and reports every attempt back (workers/attempts.py).
 
 A step that fails more often than chance explains (an outage) is handed to one
 regular activity retried by the Temporal server, which keeps the history bounded
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -31,6 +34,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
     from workers import metrics
+    from workers.attempts import TIMEOUT, TIMEOUT_MESSAGE, AttemptFailure, Burst, Outcome
     from workers.policies import (
         OUTAGE_RETRY,
         REGULAR_RETRY,
@@ -79,7 +83,7 @@ class StepRunner:
     async def run(
         self,
         step: str,
-        activity: Callable[[Any, A], Awaitable[R]],
+        activity: Callable[[Any, Burst[A]], Awaitable[Outcome[R]]],
         arg: A,
         policy: StepPolicy,
     ) -> R:
@@ -91,32 +95,35 @@ class StepRunner:
         consecutive_timeouts = 0
         attempt = 0
         while True:
-            attempt += 1
-            self.attempts[step] = self.attempts.get(step, 0) + 1
-            timeout = policy.timeout_for(consecutive_timeouts)
-            try:
-                result = await workflow.execute_local_activity_method(
-                    activity,
-                    arg,
-                    start_to_close_timeout=timeout,
-                    retry_policy=SINGLE_ATTEMPT,
+            this_call = min(
+                policy.attempts_per_call,
+                policy.local_attempts - attempt,
+                *([policy.max_attempts - attempt] if policy.max_attempts is not None else []),
+            )
+            budget_left = policy.budget - (workflow.now() - started) if policy.budget else None
+            outcome = await self._call(
+                activity,
+                Burst(
+                    arg=arg,
+                    policy=policy,
+                    max_attempts=this_call,
+                    consecutive_timeouts=consecutive_timeouts,
+                    budget_left_seconds=budget_left.total_seconds() if budget_left else None,
+                ),
+                policy.call_timeout(this_call, consecutive_timeouts),
+            )
+            giving_up = False
+            for failure in outcome.failures:
+                attempt += 1
+                self.attempts[step] = self.attempts.get(step, 0) + 1
+                metrics.attempt(activity.__name__, "timeout" if failure.timed_out else "error")
+                consecutive_timeouts = consecutive_timeouts + 1 if failure.timed_out else 0
+                self.record_error(step, attempt, failure.type, failure.message)
+                giving_up = not failure.retryable or (
+                    not outcome.succeeded
+                    and failure is outcome.failures[-1]
+                    and policy.gives_up(attempt, workflow.now() - started)
                 )
-            except FailureError as err:
-                # The SDK hands a failed local activity over in several shapes: live,
-                # an attempt that raised is the ApplicationError itself and a timeout
-                # an ActivityError wrapping TimeoutError; on replay (cache eviction,
-                # a query after restart) the same timeout is a bare TimeoutError.
-                # All must take the same path, or replay diverges from history.
-                cause = err.cause if isinstance(err, ActivityError) else err
-                if isinstance(cause, CancelledError):
-                    raise  # the workflow is being cancelled: stop, do not retry
-                type_, message, retryable = _describe(cause)
-                timed_out = type_ == "Timeout"
-                metrics.attempt(activity.__name__, "timeout" if timed_out else "error")
-                consecutive_timeouts = consecutive_timeouts + 1 if timed_out else 0
-                self.record_error(step, attempt, type_, message)
-                elapsed = workflow.now() - started
-                giving_up = not retryable or policy.gives_up(attempt, elapsed)
                 # A failed attempt that will be retried is routine (two in three fail
                 # by design, twelve lines an order): DEBUG, since status, the attempts
                 # metric and the final summary already carry it. At INFO this was the
@@ -129,40 +136,73 @@ class StepRunner:
                         "step": step,
                         "activity": activity.__name__,
                         "attempt": attempt,
-                        "error_type": type_,
-                        "error": message,
-                        "timeout_ms": int(timeout.total_seconds() * 1000),
+                        "error_type": failure.type,
+                        "error": failure.message,
+                        "timeout_ms": failure.timeout_ms,
                         "giving_up": giving_up,
                     },
                 )
                 if giving_up:
                     metrics.step_finished(str(step), "gave_up", workflow.now() - started)
-                    raise StepFailed(step, f"{type_}: {message} (attempt {attempt})") from err
-                if policy.hands_over(attempt):
-                    return await self._on_server(
-                        step,
-                        activity,
-                        arg,
-                        policy,
-                        started,
-                        attempt,
-                        policy.outage_attempt_timeout,
-                        OUTAGE_RETRY,
+                    raise StepFailed(step, f"{failure.type}: {failure.message} (attempt {attempt})")
+            if outcome.succeeded:
+                attempt += 1
+                self.attempts[step] = self.attempts.get(step, 0) + 1
+                metrics.attempt(activity.__name__, "success")
+                metrics.step_finished(str(step), "success", workflow.now() - started)
+                if attempt > 1:
+                    workflow.logger.debug(
+                        "step succeeded after retries",
+                        extra={"step": step, "activity": activity.__name__, "attempt": attempt},
                     )
-                continue
-            metrics.attempt(activity.__name__, "success")
-            metrics.step_finished(str(step), "success", workflow.now() - started)
-            if attempt > 1:
-                workflow.logger.debug(
-                    "step succeeded after retries",
-                    extra={"step": step, "activity": activity.__name__, "attempt": attempt},
+                return cast(R, outcome.value)
+            if policy.hands_over(attempt):
+                return await self._on_server(
+                    step,
+                    activity,
+                    arg,
+                    policy,
+                    started,
+                    attempt,
+                    policy.outage_attempt_timeout,
+                    OUTAGE_RETRY,
                 )
-            return result
+
+    async def _call(
+        self,
+        activity: Callable[[Any, Burst[A]], Awaitable[Outcome[R]]],
+        burst: Burst[A],
+        deadline: timedelta,
+    ) -> Outcome[R]:
+        """One local-activity call of up to ``burst.max_attempts`` attempts. A call that
+        fails as a whole (its own deadline, a lost worker, a bug outside the attempts)
+        counts as one failed attempt."""
+        try:
+            return await workflow.execute_local_activity_method(
+                activity, burst, start_to_close_timeout=deadline, retry_policy=SINGLE_ATTEMPT
+            )
+        except FailureError as err:
+            # The SDK hands a failed local activity over in several shapes: live,
+            # a call that raised is the ApplicationError itself and a timeout an
+            # ActivityError wrapping TimeoutError; on replay (cache eviction, a query
+            # after restart) the same timeout is a bare TimeoutError. All must take
+            # the same path, or replay diverges from history.
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if isinstance(cause, CancelledError):
+                raise  # the workflow is being cancelled: stop, do not retry
+            type_, message, retryable = _describe(cause)
+            failure = AttemptFailure(
+                type=type_,
+                message=message,
+                retryable=retryable,
+                timeout_ms=int(deadline.total_seconds() * 1000),
+            )
+            return Outcome(succeeded=False, failures=[failure])
 
     async def _on_server(
         self,
         step: str,
-        activity: Callable[[Any, A], Awaitable[R]],
+        activity: Callable[[Any, Burst[A]], Awaitable[Outcome[R]]],
         arg: A,
         policy: StepPolicy,
         started: datetime,
@@ -190,9 +230,9 @@ class StepRunner:
         # 0 is the server's "no limit".
         attempts_left = 0 if policy.max_attempts is None else policy.max_attempts - failed
         try:
-            result = await workflow.execute_activity_method(
+            outcome = await workflow.execute_activity_method(
                 activity,
-                arg,
+                Burst(arg=arg, policy=policy),
                 start_to_close_timeout=attempt_timeout,
                 schedule_to_close_timeout=budget_left,
                 retry_policy=dataclasses.replace(retry, maximum_attempts=attempts_left),
@@ -213,7 +253,7 @@ class StepRunner:
             metrics.step_finished(str(step), "gave_up", workflow.now() - started)
             raise StepFailed(step, f"{type_}: {message}") from err
         metrics.step_finished(str(step), "success", workflow.now() - started)
-        return result
+        return cast(R, outcome.value)
 
 
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:
@@ -224,8 +264,8 @@ def _describe(cause: BaseException | None) -> tuple[str, str, bool]:
             # out); what matters is the last attempt's failure, which the server
             # attaches as the cause.
             last = _describe(cause.cause)[1] if cause.cause else "no attempt failure recorded"
-            return "Timeout", last, False
-        return "Timeout", "attempt exceeded its start-to-close deadline", True
+            return TIMEOUT, last, False
+        return TIMEOUT, TIMEOUT_MESSAGE, True
     if isinstance(cause, ApplicationError):
         return cause.type or "ApplicationError", cause.message, not cause.non_retryable
     if cause is None:

@@ -21,6 +21,14 @@ def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
     assert p.timeout_for(50) == p.attempt_timeout_cap
 
 
+def test_a_calls_deadline_covers_every_attempt_timing_out_plus_slack() -> None:
+    p = StepPolicy()
+    assert p.call_timeout(1, 0) / MS == 150 + 1000
+    # The fourth timeout in a row and the ones after it are stretched.
+    assert p.call_timeout(5, 0) / MS == 4 * 150 + 225 + 1000
+    assert p.call_timeout(2, 3) / MS == 150 + 225 + 1000
+
+
 def test_chance_failures_stay_local_an_outage_goes_to_the_server() -> None:
     p = StepPolicy()
     assert not any(p.hands_over(n) for n in range(1, 30))

@@ -1,7 +1,8 @@
 """Thin activity wrappers around the order business functions.
 
-Run as local activities by OrderWorkflow (see workers/policies.py for why).
-The pool is injected once per worker process.
+Run as local activities by OrderWorkflow, several attempts a call
+(workers/attempts.py; workers/policies.py says why). The pool is injected once
+per worker process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from orderflow.models import (
     ShippedInput,
     ValidateInput,
 )
-from workers.errors import business_errors
+from workers import attempts
+from workers.attempts import Burst, Outcome
 from workers.order import business
 
 
@@ -28,54 +30,53 @@ class OrderActivities:
         self.db = db
 
     @activity.defn(name="order_received")
-    async def order_received(self, order: NewOrder) -> bool:
-        with business_errors():
-            return await business.order_received(self.db, order)
+    async def order_received(self, burst: Burst[NewOrder]) -> Outcome[bool]:
+        return await attempts.run(burst, lambda order: business.order_received(self.db, order))
 
     @activity.defn(name="order_validated")
-    async def order_validated(self, order: ValidateInput) -> None:
-        with business_errors(business.InvalidOrder):
-            await business.order_validated(self.db, order)
+    async def order_validated(self, burst: Burst[ValidateInput]) -> Outcome[None]:
+        return await attempts.run(
+            burst, lambda order: business.order_validated(self.db, order), business.InvalidOrder
+        )
 
     @activity.defn(name="payment_charged")
-    async def payment_charged(self, charge: ChargeInput) -> ChargeResult:
-        with business_errors():
-            result = await business.payment_charged(self.db, charge)
-        activity.logger.info(
-            "payment charged",
-            extra={
-                "order_id": charge.order_id,
-                "payment_id": result.payment_id,
-                "amount": result.amount,
-                "payment_status": result.status,
-            },
+    async def payment_charged(self, burst: Burst[ChargeInput]) -> Outcome[ChargeResult]:
+        outcome = await attempts.run(
+            burst, lambda charge: business.payment_charged(self.db, charge)
         )
-        return result
+        if outcome.value is not None:
+            activity.logger.info(
+                "payment charged",
+                extra={
+                    "order_id": burst.arg.order_id,
+                    "payment_id": outcome.value.payment_id,
+                    "amount": outcome.value.amount,
+                    "payment_status": outcome.value.status,
+                },
+            )
+        return outcome
 
     @activity.defn(name="order_shipped")
-    async def order_shipped(self, shipped: ShippedInput) -> None:
-        with business_errors():
-            await business.order_shipped(self.db, shipped)
+    async def order_shipped(self, burst: Burst[ShippedInput]) -> Outcome[None]:
+        return await attempts.run(burst, lambda shipped: business.order_shipped(self.db, shipped))
 
     @activity.defn(name="refund_payment")
-    async def refund_payment(self, order: OrderRef) -> ChargeResult | None:
-        with business_errors():
-            result = await business.refund_payment(self.db, order)
-        activity.logger.info(
-            "payment refund checked",
-            extra={
-                "order_id": order.order_id,
-                "payment_status": result.status if result else "none",
-            },
-        )
-        return result
+    async def refund_payment(self, burst: Burst[OrderRef]) -> Outcome[ChargeResult | None]:
+        outcome = await attempts.run(burst, lambda order: business.refund_payment(self.db, order))
+        if outcome.succeeded:
+            activity.logger.info(
+                "payment refund checked",
+                extra={
+                    "order_id": burst.arg.order_id,
+                    "payment_status": outcome.value.status if outcome.value else "none",
+                },
+            )
+        return outcome
 
     @activity.defn(name="address_updated")
-    async def address_updated(self, update: PersistAddressInput) -> bool:
-        with business_errors():
-            return await business.address_updated(self.db, update)
+    async def address_updated(self, burst: Burst[PersistAddressInput]) -> Outcome[bool]:
+        return await attempts.run(burst, lambda update: business.address_updated(self.db, update))
 
     @activity.defn(name="order_closed")
-    async def order_closed(self, close: CloseInput) -> None:
-        with business_errors():
-            await business.order_closed(self.db, close)
+    async def order_closed(self, burst: Burst[CloseInput]) -> Outcome[None]:
+        return await attempts.run(burst, lambda close: business.order_closed(self.db, close))

@@ -1,4 +1,5 @@
-"""Thin activity wrappers around the shipping business functions (local activities)."""
+"""Thin activity wrappers around the shipping business functions (local activities,
+several attempts a call: workers/attempts.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncpg
 from temporalio import activity
 
 from orderflow.models import DispatchInput, PrepareInput
-from workers.errors import business_errors
+from workers import attempts
+from workers.attempts import Burst, Outcome
 from workers.shipping import business
 
 
@@ -15,16 +17,19 @@ class ShippingActivities:
         self.db = db
 
     @activity.defn(name="package_prepared")
-    async def package_prepared(self, prepare: PrepareInput) -> None:
-        with business_errors():
-            await business.package_prepared(self.db, prepare)
+    async def package_prepared(self, burst: Burst[PrepareInput]) -> Outcome[None]:
+        return await attempts.run(
+            burst, lambda prepare: business.package_prepared(self.db, prepare)
+        )
 
     @activity.defn(name="carrier_dispatched")
-    async def carrier_dispatched(self, dispatch: DispatchInput) -> str:
-        with business_errors():
-            tracking = await business.carrier_dispatched(self.db, dispatch)
-        activity.logger.info(
-            "carrier dispatched",
-            extra={"order_id": dispatch.order_id, "tracking_number": tracking},
+    async def carrier_dispatched(self, burst: Burst[DispatchInput]) -> Outcome[str]:
+        outcome = await attempts.run(
+            burst, lambda dispatch: business.carrier_dispatched(self.db, dispatch)
         )
-        return tracking
+        if outcome.value is not None:
+            activity.logger.info(
+                "carrier dispatched",
+                extra={"order_id": burst.arg.order_id, "tracking_number": outcome.value},
+            )
+        return outcome

@@ -15,14 +15,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 
 from orderflow.db import create_pool
 from orderflow.models import CancelRequest, ChargeInput, ChargeResult, OrderState, Step
 from orderflow.settings import Settings
 from tests.conftest import LocalPostgres
-from tests.workers.harness import Gate, running_workers, wait_for_status
+from tests.workers.harness import Gate, running_workers, step_double, wait_for_status
 from tests.workers.order.test_workflow import events, order_id_of, payment, stored
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
@@ -63,7 +62,7 @@ def charged_then_held(db: asyncpg.Pool, gate: Gate) -> Any:
     ends while the database is down, and the refund is the first step to meet it."""
     charged: list[ChargeResult] = []
 
-    @activity.defn(name="payment_charged")
+    @step_double("payment_charged")
     async def held(charge: ChargeInput) -> ChargeResult:
         if not charged:
             charged.append(await order_business.payment_charged(db, charge))

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 from fastapi import HTTPException
-from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
@@ -27,7 +26,7 @@ from orderflow.models import (
     PrepareInput,
 )
 from orderflow.settings import Settings
-from tests.workers.harness import Gate, running_workers, wait_for_status
+from tests.workers.harness import Gate, running_workers, step_double, wait_for_status
 from tests.workers.order.test_workflow import PARIS, order_id_of, shipped_city, stored
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
@@ -37,7 +36,7 @@ from workers.shipping import business as shipping_business
 def held_address(db: asyncpg.Pool, gate: Gate) -> Any:
     """An `address_updated` that stores only once the test opens the gate."""
 
-    @activity.defn(name="address_updated")
+    @step_double("address_updated")
     async def held(update: PersistAddressInput) -> bool:
         await gate.passed()
         return await order_business.address_updated(db, update)
@@ -112,11 +111,11 @@ def test_only_a_rejection_is_a_conflict() -> None:
 async def test_a_failed_shipping_run_reports_its_own_reason(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
-    @activity.defn(name="carrier_dispatched")
+    @step_double("carrier_dispatched")
     async def first_run_never_dispatches(dispatch: DispatchInput) -> str:
         raise RuntimeError("no carrier today")
 
-    @activity.defn(name="package_prepared")
+    @step_double("package_prepared")
     async def second_run_breaks(prepare: PrepareInput) -> None:
         if prepare.attempt >= 2:
             raise ApplicationError("the warehouse lost it", type="Lost", non_retryable=True)

@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -29,7 +28,7 @@ from orderflow.models import (
     OrderState,
     PrepareInput,
 )
-from tests.workers.harness import Gate, running_workers, wait_for_status
+from tests.workers.harness import Gate, running_workers, step_double, wait_for_status
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
 from workers.shipping import business as shipping_business
@@ -80,7 +79,7 @@ def held_prepare(db: asyncpg.Pool, gate: Gate) -> Any:
     """A `package_prepared` that waits for the test to open the gate: the order sits
     in its shipping step, before dispatch, for as long as the test needs."""
 
-    @activity.defn(name="package_prepared")
+    @step_double("package_prepared")
     async def held(prepare: PrepareInput) -> None:
         await gate.passed()
         await shipping_business.package_prepared(db, prepare)
@@ -92,7 +91,7 @@ def held_charge(db: asyncpg.Pool, gate: Gate) -> Any:
     """A `payment_charged` that charges, then waits for the gate: the order sits in its
     charge step, already charged and not yet shipping, for as long as the test needs."""
 
-    @activity.defn(name="payment_charged")
+    @step_double("payment_charged")
     async def held(charge: ChargeInput) -> ChargeResult:
         result = await order_business.payment_charged(db, charge)
         await gate.passed()
@@ -137,7 +136,7 @@ async def test_happy_path(temporal_client: Client, db: asyncpg.Pool) -> None:
 async def test_approve_before_review_is_kept(temporal_client: Client, db: asyncpg.Pool) -> None:
     gate = Gate()
 
-    @activity.defn(name="order_received")
+    @step_double("order_received")
     async def slow_receive(order: NewOrder) -> bool:
         await gate.passed()
         return await order_business.order_received(db, order)
@@ -237,7 +236,7 @@ async def test_address_and_cancel_rejected_once_shipping_started(
 async def test_dispatch_failure_makes_the_parent_retry_shipping(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
-    @activity.defn(name="carrier_dispatched")
+    @step_double("carrier_dispatched")
     async def first_run_fails(dispatch: DispatchInput) -> str:
         if dispatch.attempt == 1:
             raise RuntimeError("carrier rejected the parcel")
@@ -261,7 +260,7 @@ async def test_dispatch_failure_makes_the_parent_retry_shipping(
 async def test_dispatch_failing_for_good_refunds_and_fails(
     temporal_client: Client, db: asyncpg.Pool
 ) -> None:
-    @activity.defn(name="carrier_dispatched")
+    @step_double("carrier_dispatched")
     async def always_fails(dispatch: DispatchInput) -> str:
         raise RuntimeError("no carrier serves this address")
 

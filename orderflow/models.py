@@ -175,7 +175,8 @@ class OrderStatus(BaseModel):
     source: str = Field(
         "workflow",
         description="`workflow` (live query), `database` (stored state: the order ended, or "
-        "its worker was busy) or `temporal` (just started, not stored yet)",
+        "its worker was busy) or `temporal` (just started, not stored yet: Temporal accepted the "
+        "start)",
     )
 
 

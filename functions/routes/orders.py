@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -130,7 +130,7 @@ async def start_order(
         step_mode=settings.step_mode,
     )
     client = await _temporal(res)
-    sent = time.monotonic()
+    sent, sent_at = time.monotonic(), datetime.now(UTC)
     try:
         handle = await client.start_workflow(
             "OrderWorkflow",
@@ -152,6 +152,7 @@ async def start_order(
         admission.observe_start(time.monotonic() - sent)
     metrics.ORDERS_STARTED.inc()
     admission.started(order_id)
+    res.recent_starts.add(order_id, sent_at)
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 
@@ -273,6 +274,9 @@ async def order_status(
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, f"order {order_id} not found") from err
     # The database answered that it has no row: the order can only be starting.
+    started_at = res.recent_starts.started_at(order_id)
+    if started_at is not None:
+        return _received(order_id, started_at)
     return await _just_started(handle, order_id)
 
 
@@ -314,13 +318,18 @@ async def _just_started(handle: WorkflowHandle[Any, Any], order_id: str) -> Orde
     if described.status != WorkflowExecutionStatus.RUNNING:
         # Ended without ever being stored, and the database cannot tell how.
         raise unavailable("the order's status")
+    return _received(order_id, described.start_time)
+
+
+def _received(order_id: str, started_at: datetime) -> OrderStatus:
+    """An order that runs and has stored nothing yet: its first step is under way."""
     return OrderStatus(
         order_id=order_id,
-        workflow_id=handle.id,
+        workflow_id=workflow_id(order_id),
         state=OrderState.RECEIVED,
         step=Step.RECEIVE,
-        started_at=described.start_time,
-        updated_at=described.start_time,
+        started_at=started_at,
+        updated_at=started_at,
         source="temporal",
     )
 

@@ -30,8 +30,11 @@ def shed_count(reason: str) -> float:
     return REGISTRY.get_sample_value("orderflow_api_orders_shed_total", {"reason": reason}) or 0.0
 
 
-def client_with(settings: Settings) -> Iterator[TestClient]:
-    resources = deps.Resources(settings)
+def client_with(
+    settings: Settings, resources: deps.Resources | None = None
+) -> Iterator[TestClient]:
+    """The app with ``settings`` (and ``resources``, made from them if not given)."""
+    resources = resources or deps.Resources(settings)
     app.dependency_overrides[deps.current_resources] = lambda: resources
     app.dependency_overrides[deps.current_settings] = lambda: settings
     with TestClient(app, raise_server_exceptions=False) as c:

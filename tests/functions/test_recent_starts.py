@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from temporalio.client import Client
 
 from functions import deps
-from functions.main import app
 from functions.recent_starts import RecentStarts
 from orderflow.settings import Settings
+from tests.functions.test_admission import client_with
 from tests.orderflow.test_store import ADDRESS, new_id
 
 
@@ -33,13 +33,8 @@ def unpolled(
         shed_max_active_orders=0,
     )
     resources = deps.Resources(settings)
-    app.dependency_overrides[deps.current_resources] = lambda: resources
-    app.dependency_overrides[deps.current_settings] = lambda: settings
-    with TestClient(app, raise_server_exceptions=False) as client:
+    for client in client_with(settings, resources):
         yield client, resources, oid
-        assert client.portal is not None
-        client.portal.call(resources.close)
-    app.dependency_overrides.clear()
 
 
 async def test_a_just_started_order_is_received_without_asking_temporal_then_with(

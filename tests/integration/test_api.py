@@ -57,12 +57,16 @@ async def test_order_completes_over_http(http: httpx.AsyncClient) -> None:
     final = await wait_state(http, oid, TERMINAL)
     assert final["state"] == "COMPLETED", final
     assert final["tracking_number"].startswith("TRK-")
-    events = (await http.get(f"/orders/{oid}/events")).json()["events"]
-    assert [e["type"] for e in events] == [
+    events = [e["type"] for e in (await http.get(f"/orders/{oid}/events")).json()["events"]]
+    # A failed dispatch (flaky_call allows it) ships again: one more package_prepared
+    # per new shipping run, and still one dispatch, one charge.
+    prepared = events.count("package_prepared")
+    assert prepared >= 1, events
+    assert events == [
         "order_received",
         "order_validated",
         "payment_charged",
-        "package_prepared",
+        *["package_prepared"] * prepared,
         "carrier_dispatched",
         "order_shipped",
     ]

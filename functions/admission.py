@@ -5,13 +5,20 @@ inside Temporal: every order then finishes late, and start requests themselves
 wait for seconds. Refusing the excess at once (503 with Retry-After) keeps the
 admitted orders inside their 15 s. Two measured signals decide, each a setting:
 
-* active orders: stored and not ended, orders waiting for a human approval not
-  counted (they cost nothing while they wait), read from PostgreSQL at most every
-  ``REFRESH_SECONDS`` per API process, so every replica sees the same number; plus
-  the orders this process started that are not stored yet. Those wait in Temporal
-  for their first workflow task: past capacity that queue is where the excess
-  piles up, unseen by the database (measured: with stored orders alone, 30 orders/s
-  on a 2-core stack still admitted enough to make the admitted ones take 37 s);
+* active orders against the stack's measured pace: refused while more orders are
+  being processed than the stack finished in the last ``SHED_QUEUE_SECONDS``
+  (Little's law: orders in progress = completion rate x time each spends, so the
+  limit bounds the mean time of an admitted order on any host, at any scale), and
+  never below ``SHED_MIN_ACTIVE_ORDERS`` (an idle stack has no rate to measure yet).
+  A fixed limit was tried first: 60 was ~4 s of queue on the host it was sized on
+  and ~15 s on one three times slower (admitted orders p50 22 s). Active means
+  stored and not ended, orders waiting for a human approval not counted (they cost
+  nothing while they wait), read from PostgreSQL at most every ``REFRESH_SECONDS``
+  per API process, so every replica sees the same numbers; plus the orders this
+  process started that are not stored yet. Those wait in Temporal for their first
+  workflow task: past capacity that queue is where the excess piles up, unseen by
+  the database (measured: with stored orders alone, 30 orders/s on a 2-core stack
+  still admitted enough to make the admitted ones take 37 s);
 * Temporal's start latency: a moving average of this process's recent starts,
   forgotten after ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed
   period lets a probe through and notices when Temporal has caught up.
@@ -49,6 +56,9 @@ REFRESH_SECONDS = 0.25
 # stuck for another reason (an outage); it no longer counts as load.
 UNSTORED_MEMORY_SECONDS = 30.0
 COUNT_TIMEOUT_SECONDS = 0.2
+# The completion rate is the orders ended over this many seconds: long enough that
+# at a few orders/s it counts more than a handful, short enough to follow a slowdown.
+RATE_WINDOW_SECONDS = 5.0
 # The weight of the newest start in the moving average: about the last five starts.
 LATENCY_WEIGHT = 0.2
 LATENCY_MEMORY_SECONDS = 2.0
@@ -56,10 +66,12 @@ LATENCY_MEMORY_SECONDS = 2.0
 
 class Admission:
     def __init__(self, settings: Settings) -> None:
-        self._max_active = settings.shed_max_active_orders
+        self._queue_seconds = settings.shed_queue_seconds
+        self._min_active = settings.shed_min_active_orders
         self._max_latency = settings.shed_max_start_latency_seconds
         self._retry_after = settings.shed_retry_after_seconds
         self._active = 0
+        self._limit = self._min_active
         self._active_read_at = float("-inf")
         self._started: OrderedDict[str, float] = OrderedDict()  # id -> when, not yet stored
         self._refresh: asyncio.Task[None] | None = None
@@ -68,12 +80,13 @@ class Admission:
 
     async def admit(self, res: Resources) -> None:
         """Return if a new order may start now; else raise the 503 to answer."""
-        if self._max_active:
+        if self._queue_seconds:
             await self._fresh_active_count(res)
-            if self._active > self._max_active:
+            if self._active > self._limit:
                 self._refuse(
                     "active_orders",
-                    f"{self._active} orders are being processed (limit {self._max_active})",
+                    f"{self._active} orders are being processed (limit {self._limit}: "
+                    f"what the stack finishes in {self._queue_seconds:g} s)",
                 )
         self._check_latency()
 
@@ -88,7 +101,7 @@ class Admission:
     def started(self, order_id: str) -> None:
         """An order this process started: load until the database has it."""
         # Only the active-order signal reads (and prunes) this record: without it, keep none.
-        if self._max_active:
+        if self._queue_seconds:
             self._started[order_id] = time.monotonic()
 
     def observe_start(self, seconds: float) -> None:
@@ -129,23 +142,31 @@ class Admission:
         try:
             pool = await res.db()
             async with pool.acquire(timeout=COUNT_TIMEOUT_SECONDS) as conn:
-                stored_active, stored = await asyncio.wait_for(
+                stored_active, stored, ended = await asyncio.wait_for(
                     self._counts(conn), COUNT_TIMEOUT_SECONDS
                 )
             for order_id in stored:
                 self._started.pop(order_id, None)
             self._active = stored_active + len(self._started)
+            rate = ended / RATE_WINDOW_SECONDS
+            self._limit = max(self._min_active, int(rate * self._queue_seconds))
         except (OSError, asyncpg.PostgresError, TimeoutError):
             # The database cannot say: keep the last count; starts go on to Temporal,
             # which holds the order until the workers can store it.
             pass
         self._active_read_at = time.monotonic()
         metrics.ADMISSION_ACTIVE_ORDERS.set(self._active)
+        metrics.ADMISSION_ACTIVE_LIMIT.set(self._limit)
 
-    async def _counts(self, conn: store.Conn) -> tuple[int, list[str]]:
+    def active_limit(self) -> int:
+        """The active orders admitted at most, as last measured."""
+        return self._limit
+
+    async def _counts(self, conn: store.Conn) -> tuple[int, list[str], int]:
         active = await store.count_orders_in(conn, ACTIVE_STATES)
         stored = await store.stored_order_ids(conn, list(self._started))
-        return active, stored
+        ended = await store.count_orders_ended_within(conn, RATE_WINDOW_SECONDS)
+        return active, stored, ended
 
 
 _admissions: dict[int, Admission] = {}

@@ -60,6 +60,11 @@ ADMISSION_ACTIVE_ORDERS = Gauge(
     "orderflow_api_admission_active_orders",
     "Orders being processed (not ended, not awaiting approval), as admission last read it.",
 )
+ADMISSION_ACTIVE_LIMIT = Gauge(
+    "orderflow_api_admission_active_limit",
+    "Active orders admitted at most: the orders the stack finished over the last "
+    "SHED_QUEUE_SECONDS, at least SHED_MIN_ACTIVE_ORDERS.",
+)
 ADMISSION_START_LATENCY = Gauge(
     "orderflow_api_admission_start_latency_seconds",
     "Moving average of how long Temporal took to accept this process's recent starts.",

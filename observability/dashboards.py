@@ -440,21 +440,23 @@ API = Dashboard(
             ],
             unit="ops",
             description="Starts refused with 503 + Retry-After because the stack was past "
-            "capacity, by the signal that decided (SHED_MAX_ACTIVE_ORDERS, "
+            "capacity, by the signal that decided (SHED_QUEUE_SECONDS, "
             "SHED_MAX_START_LATENCY_SECONDS), against the starts admitted.",
         ),
         Panel(
             "Admission signals",
             [
                 Query("max(orderflow_api_admission_active_orders)", "active orders"),
+                Query("max(orderflow_api_admission_active_limit)", "active orders limit"),
                 Query(
                     "max(orderflow_api_admission_start_latency_seconds) * 1000",
                     "Temporal start latency (ms, moving average)",
                 ),
             ],
             description="What admission control measures: orders being processed (not "
-            "awaiting approval) and how long Temporal takes to accept a start. Shedding "
-            "starts above the configured limits.",
+            "awaiting approval) against the limit measured from how fast the stack "
+            "finishes them, and how long Temporal takes to accept a start. Shedding "
+            "starts above either limit.",
         ),
     ],
 )

@@ -123,14 +123,23 @@ class Settings(BaseSettings):
     )
 
     # --- Admission: shed new orders early when past capacity (docs/design.md) --
-    shed_max_active_orders: int = Field(
-        60,
+    shed_queue_seconds: float = Field(
+        4.0,
         ge=0,
-        description="Refuse new orders (503 + Retry-After) while more than this many are "
-        "being processed: stored and not ended (orders waiting for approval not counted), "
-        "plus those this API process started that are not stored yet. About capacity x the "
-        "queueing an admitted order can afford: 60 is ~4 s at the ~15 orders/s of a 2-core "
-        "`make run`; raise it with the deployment's capacity. 0: off.",
+        description="Refuse new orders (503 + Retry-After) while more are being processed "
+        "than the stack finishes in this many seconds: active orders (stored and not ended, "
+        "orders waiting for approval not counted, plus those this API process started that "
+        "are not stored yet) against the orders ended in the last few seconds. By Little's "
+        "law this bounds the mean time an admitted order spends in processing, on any host "
+        "and at any scale. 4 s leaves room for the slowest steps inside 15 s. 0: off.",
+    )
+    shed_min_active_orders: int = Field(
+        30,
+        ge=1,
+        description="Never refuse for active orders while at most this many are being "
+        "processed: a stack that was idle, or has just started, has finished too few orders "
+        "to measure its rate, and must still take a burst (10 orders/s from idle is ~20 "
+        "active).",
     )
     shed_max_start_latency_seconds: float = Field(
         0.5,

@@ -60,7 +60,10 @@ async def test_past_the_active_order_limit_a_start_is_refused_with_retry_after(
     for _ in range(2):  # two more orders being processed: one past the limit
         await make_order(db, new_id())
     settings = Settings(
-        database_url=postgres_dsn, temporal_address=nowhere, shed_max_active_orders=limit
+        database_url=postgres_dsn,
+        temporal_address=nowhere,
+        shed_min_active_orders=limit,
+        shed_queue_seconds=0.001,  # whatever ended lately, the limit stays the minimum
     )
     before = shed_count("active_orders")
 
@@ -70,7 +73,7 @@ async def test_past_the_active_order_limit_a_start_is_refused_with_retry_after(
     assert resp.status_code == 503, resp.text
     assert resp.headers["Retry-After"] == "1"
     assert resp.json()["error"] == "service_unavailable"
-    assert f"(limit {limit})" in resp.json()["message"]
+    assert f"(limit {limit}: what the stack finishes in 0.001 s)" in resp.json()["message"]
     assert "not started" in resp.json()["message"]
     assert shed_count("active_orders") == before + 1
 
@@ -86,7 +89,10 @@ async def test_orders_awaiting_approval_do_not_count_as_load(
         async with db.acquire() as conn:
             await store.advance_order(conn, oid, OrderState.AWAITING_APPROVAL, "order_validated")
     settings = Settings(
-        database_url=postgres_dsn, temporal_address=nowhere, shed_max_active_orders=active
+        database_url=postgres_dsn,
+        temporal_address=nowhere,
+        shed_min_active_orders=max(active, 1),
+        shed_queue_seconds=0.001,
     )
 
     for c in client_with(settings):
@@ -125,7 +131,7 @@ def test_slow_starts_shed_until_temporal_is_seen_to_have_recovered(
 
 
 def test_zero_turns_each_signal_off() -> None:
-    gate = admission.Admission(Settings(shed_max_active_orders=0, shed_max_start_latency_seconds=0))
+    gate = admission.Admission(Settings(shed_queue_seconds=0, shed_max_start_latency_seconds=0))
     gate.observe_start(60.0)
     gate._check_latency()  # does not raise
     gate.started("o-1")
@@ -138,7 +144,9 @@ async def test_orders_started_but_not_yet_stored_count_until_the_database_has_th
     async with db.acquire() as conn:
         active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
     res = deps.Resources(Settings(database_url=postgres_dsn))
-    gate = admission.Admission(Settings(shed_max_active_orders=active + 1))
+    gate = admission.Admission(
+        Settings(shed_min_active_orders=active + 1, shed_queue_seconds=0.001)
+    )
     queued, stored = new_id(), new_id()
     try:
         # Two orders Temporal holds for their first step: invisible to the database.
@@ -154,5 +162,38 @@ async def test_orders_started_but_not_yet_stored_count_until_the_database_has_th
         with pytest.raises(HTTPException):
             await gate.admit(res)
         assert gate._started == {queued: gate._started[queued]}  # the stored one is known
+    finally:
+        await res.close()
+
+
+async def test_the_active_order_limit_follows_how_fast_the_stack_finishes_orders(
+    postgres_dsn: str, db: asyncpg.Pool
+) -> None:
+    for _ in range(2):  # at least two orders in progress
+        await make_order(db, new_id())
+    async with db.acquire() as conn:
+        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+    # More orders than are in progress finished just now.
+    finished = active + 5
+    for _ in range(finished):
+        oid = new_id()
+        await make_order(db, oid)
+        async with db.acquire() as conn:
+            await store.advance_order(conn, oid, OrderState.COMPLETED, "order_completed")
+    res = deps.Resources(Settings(database_url=postgres_dsn))
+    try:
+        # Admitting what the stack finishes in a whole rate window: all that just ended.
+        paced = admission.Admission(
+            Settings(shed_min_active_orders=1, shed_queue_seconds=admission.RATE_WINDOW_SECONDS)
+        )
+        await paced.admit(res)  # admitted: fewer in progress than that
+        assert paced.active_limit() >= finished
+
+        # The same stack, admitting only what it finishes in 10 ms: the minimum, 1.
+        hurried = admission.Admission(Settings(shed_min_active_orders=1, shed_queue_seconds=0.01))
+        with pytest.raises(HTTPException) as refused:
+            await hurried.admit(res)
+        assert hurried.active_limit() == 1
+        assert "(limit 1: what the stack finishes in 0.01 s)" in str(refused.value.detail)
     finally:
         await res.close()

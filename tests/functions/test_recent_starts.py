@@ -30,7 +30,7 @@ def unpolled(
         database_url=postgres_dsn,
         temporal_address=temporal_address,
         order_task_queue=f"nobody-polls-{oid}",
-        shed_max_active_orders=0,
+        shed_queue_seconds=0,
     )
     resources = deps.Resources(settings)
     for client in client_with(settings, resources):

@@ -44,7 +44,7 @@ async def test_an_order_waits_for_a_worker_and_completes_when_one_starts(
         LOG_FORMAT="json",
         # The session's database keeps orders other tests left mid-way (their workers
         # are gone); admission would count them (66 once, over its limit of 60).
-        SHED_MAX_ACTIVE_ORDERS="0",
+        SHED_QUEUE_SECONDS="0",
     )
     api = f"http://127.0.0.1:{api_port}"
     order_id = f"zero-{tag}"

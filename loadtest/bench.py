@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from loadtest import bench_report, headless
@@ -126,6 +128,22 @@ def run_load(stack: Stack, out: Path, args: list[str]) -> tuple[dict[str, Any], 
     return summary, used
 
 
+def shed_by_reason(stack: Stack) -> dict[str, float]:
+    """The API's count of refused starts so far, by the signal that refused them."""
+    return shed_counts(httpx.get(f"{stack.url}/metrics", timeout=10).text)
+
+
+def shed_counts(text: str) -> dict[str, float]:
+    """The refused starts by reason, from the API's Prometheus text."""
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "orderflow_api_orders_shed"
+        for sample in family.samples
+        if sample.name == "orderflow_api_orders_shed_total"
+    }
+
+
 def temporal_address(stack: Stack) -> str:
     return stack.env.get("TEMPORAL_ADDRESS") or f"127.0.0.1:{stack.ports.temporal}"
 
@@ -155,7 +173,9 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
     reference_before = bench_report.reference_workload_ms()
     pids = stack.processes()
     before = cpu_seconds(pids)
+    shed_before = shed_by_reason(stack)
     summary, generator = run_load(stack, stack.out.parent / name, args)
+    shed_after = shed_by_reason(stack)
     pids |= stack.processes()
     after = cpu_seconds(pids)
     reference_after = bench_report.reference_workload_ms()
@@ -171,6 +191,7 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
         cpu_per_order_generator=round(generator / completed, 4),
         cpu_per_order=({k: round(v / completed, 4) for k, v in by_component.items()}),
         reference_ms=[reference_before, reference_after],
+        shed_by={r: int(n - shed_before.get(r, 0)) for r, n in shed_after.items()},
     )
     lat = summary["latency"]
     say(

@@ -99,12 +99,21 @@ def _share(p: dict[str, Any]) -> str:
     return "–" if share is None else f"{100 * share:.1f} %"
 
 
+def shed_cell(p: dict[str, Any]) -> str:
+    """How many starts were refused and, where the API said, by which signal."""
+    by = {reason: n for reason, n in p.get("shed_by", {}).items() if n}
+    if not p["shed"] or not by:
+        return str(p["shed"])
+    reasons = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(by.items()))
+    return f"{p['shed']} ({reasons})"
+
+
 def headline_rows(points: list[dict[str, Any]]) -> list[str]:
     rows = []
     for p in points:
         lat, wf, gap = p["latency"], p["workflow_latency"], p["gap"]
         rows.append(
-            f"| {p['label']} | {p['orders']} | {json.dumps(p['by_state'])} | {p['shed']} | "
+            f"| {p['label']} | {p['orders']} | {json.dumps(p['by_state'])} | {shed_cell(p)} | "
             f"**{_s(lat['p50'])}** | {_s(lat['p90'])} | **{_s(lat['p99'])}** | {_s(lat['max'])} | "
             f"**{_share(p)}** | {_s(wf['p50'])} / {_s(wf['p99'])} | {_s(gap['p50'])} / "
             f"{_s(gap['p99'])} | {' / '.join(_ms(p, e) for _, e in ENDPOINTS)} |"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtest import bench_report
+from prometheus_client import REGISTRY, generate_latest
+
+from functions import metrics
+from loadtest import bench, bench_report
 
 
 def a_point(**extra: Any) -> dict[str, Any]:
@@ -36,3 +39,24 @@ def test_a_point_from_before_the_reference_shows_a_dash() -> None:
 def test_the_reference_workload_takes_measurable_time() -> None:
     ms = bench_report.reference_workload_ms()
     assert 1 < ms < 60_000
+
+
+def test_the_shed_cell_says_which_signal_refused_the_starts() -> None:
+    by = {"active_orders": 12, "start_latency": 38}
+    assert bench_report.shed_cell({"shed": 50, "shed_by": by}) == (
+        "50 (12 active orders, 38 start latency)"
+    )
+    assert bench_report.shed_cell(
+        {"shed": 3, "shed_by": {"active_orders": 3, "start_latency": 0}}
+    ) == ("3 (3 active orders)")
+    assert bench_report.shed_cell({"shed": 0, "shed_by": {"active_orders": 0}}) == "0"
+    assert bench_report.shed_cell({"shed": 7}) == "7"  # a point recorded before the split
+
+
+def test_the_bench_reads_the_apis_refusals_by_signal_from_its_metrics() -> None:
+    before = bench.shed_counts(generate_latest(REGISTRY).decode())
+    metrics.ORDERS_SHED.labels(reason="start_latency").inc(2)
+    after = bench.shed_counts(generate_latest(REGISTRY).decode())
+    assert set(after) == {"active_orders", "start_latency"}
+    assert after["start_latency"] == before["start_latency"] + 2
+    assert after["active_orders"] == before["active_orders"]

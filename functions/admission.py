@@ -19,9 +19,10 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
   workflow task: past capacity that queue is where the excess piles up, unseen by
   the database (measured: with stored orders alone, 30 orders/s on a 2-core stack
   still admitted enough to make the admitted ones take 37 s);
-* Temporal's start latency: a moving average of this process's recent starts,
-  forgotten after ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed
-  period lets a probe through and notices when Temporal has caught up.
+* Temporal's start latency: a moving average of this process's recent starts over
+  about the last second (``LATENCY_TIME_CONSTANT_SECONDS``), forgotten after
+  ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed period lets a probe
+  through and notices when Temporal has caught up.
 
 Only starts are refused: approvals, cancels and status reads of admitted orders
 always go through. Both the refusals and the signals are metrics (functions/metrics.py).
@@ -30,6 +31,7 @@ always go through. Both the refusals and the signals are metrics (functions/metr
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from typing import Annotated
@@ -50,7 +52,7 @@ ACTIVE_STATES = (
     OrderState.SHIPPING,
 )
 # A count a quarter of a second old is fresh enough: at 20 orders/s it is off by ~5,
-# and it costs two indexed reads per API process four times a second at most.
+# and it costs one statement (three indexed reads) per API process four times a second at most.
 REFRESH_SECONDS = 0.25
 # An order this process started and the database has not seen after this long is
 # stuck for another reason (an outage); it no longer counts as load.
@@ -59,8 +61,13 @@ COUNT_TIMEOUT_SECONDS = 0.2
 # The completion rate is the orders ended over this many seconds: long enough that
 # at a few orders/s it counts more than a handful, short enough to follow a slowdown.
 RATE_WINDOW_SECONDS = 5.0
-# The weight of the newest start in the moving average: about the last five starts.
-LATENCY_WEIGHT = 0.2
+# The moving average of start latency weighs starts by time, not by count: a start
+# weighs 1 - exp(-dt / tau), dt the time since the previous one, so the average covers
+# about the last second at any rate. A fixed weight per start (0.2, the last ~5 starts)
+# was tried first: at 10 orders/s that is half a second, and two slow starts in a row
+# (a Go garbage collection in the server) were enough to refuse the next ones: 21-89
+# starts of 600 shed by this signal alone on points the active-order limit admitted.
+LATENCY_TIME_CONSTANT_SECONDS = 1.0
 LATENCY_MEMORY_SECONDS = 2.0
 
 
@@ -107,10 +114,12 @@ class Admission:
     def observe_start(self, seconds: float) -> None:
         """Feed the duration of one start request to Temporal."""
         now = time.monotonic()
-        if now - self._latency_seen_at > LATENCY_MEMORY_SECONDS:
+        since = now - self._latency_seen_at
+        if since > LATENCY_MEMORY_SECONDS:
             self._latency = seconds
         else:
-            self._latency += LATENCY_WEIGHT * (seconds - self._latency)
+            weight = 1.0 - math.exp(-since / LATENCY_TIME_CONSTANT_SECONDS)
+            self._latency += weight * (seconds - self._latency)
         self._latency_seen_at = now
         metrics.ADMISSION_START_LATENCY.set(self._latency)
 
@@ -142,13 +151,16 @@ class Admission:
         try:
             pool = await res.db()
             async with pool.acquire(timeout=COUNT_TIMEOUT_SECONDS) as conn:
-                stored_active, stored, ended = await asyncio.wait_for(
-                    self._counts(conn), COUNT_TIMEOUT_SECONDS
+                counts = await asyncio.wait_for(
+                    store.admission_counts(
+                        conn, ACTIVE_STATES, RATE_WINDOW_SECONDS, list(self._started)
+                    ),
+                    COUNT_TIMEOUT_SECONDS,
                 )
-            for order_id in stored:
+            for order_id in counts.stored:
                 self._started.pop(order_id, None)
-            self._active = stored_active + len(self._started)
-            rate = ended / RATE_WINDOW_SECONDS
+            self._active = counts.active + len(self._started)
+            rate = counts.ended / RATE_WINDOW_SECONDS
             self._limit = max(self._min_active, int(rate * self._queue_seconds))
         except (OSError, asyncpg.PostgresError, TimeoutError):
             # The database cannot say: keep the last count; starts go on to Temporal,
@@ -161,12 +173,6 @@ class Admission:
     def active_limit(self) -> int:
         """The active orders admitted at most, as last measured."""
         return self._limit
-
-    async def _counts(self, conn: store.Conn) -> tuple[int, list[str], int]:
-        active = await store.count_orders_in(conn, ACTIVE_STATES)
-        stored = await store.stored_order_ids(conn, list(self._started))
-        ended = await store.count_orders_ended_within(conn, RATE_WINDOW_SECONDS)
-        return active, stored, ended
 
 
 _admissions: dict[int, Admission] = {}

@@ -446,31 +446,31 @@ async def open_orders(conn: Conn) -> list[OpenOrders]:
     return [OpenOrders(OrderState(r["state"]), r["n"], r["oldest"]) for r in rows]
 
 
-async def count_orders_in(conn: Conn, states: Iterable[OrderState]) -> int:
-    """How many orders are in one of ``states`` (the API's admission signal)."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM orders WHERE state = ANY($1::text[])", [s.value for s in states]
-    )
-    return count
+@dataclass(frozen=True)
+class AdmissionCounts:
+    """What the API's admission control reads, a few times a second per process."""
+
+    active: int  # orders in one of the active states
+    ended: int  # orders that reached a terminal state within the window
+    stored: list[str]  # which of the order ids asked about the database has
 
 
-async def count_orders_ended_within(conn: Conn, seconds: float) -> int:
-    """How many orders reached a terminal state in the last ``seconds`` (admission's
-    measure of the stack's completion rate)."""
-    # The state list is spelled out, not a parameter, so that the partial index
+async def admission_counts(
+    conn: Conn, active_states: Iterable[OrderState], window_seconds: float, order_ids: list[str]
+) -> AdmissionCounts:
+    """The active orders, the orders ended in the last ``window_seconds`` (the stack's
+    completion rate) and which of ``order_ids`` are stored, in one round trip."""
+    # The terminal states are spelled out, not a parameter, so that the partial index
     # orders_ended_at_idx (migrations/0004) provably applies.
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM orders
-            WHERE state IN ('COMPLETED', 'CANCELLED', 'FAILED')
-              AND updated_at > now() - make_interval(secs => $1)""",
-        seconds,
+    row = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM orders WHERE state = ANY($1::text[])) AS active,
+                  (SELECT count(*) FROM orders
+                    WHERE state IN ('COMPLETED', 'CANCELLED', 'FAILED')
+                      AND updated_at > now() - make_interval(secs => $2)) AS ended,
+                  ARRAY(SELECT id FROM orders WHERE id = ANY($3::text[])) AS stored""",
+        [s.value for s in active_states],
+        window_seconds,
+        order_ids,
     )
-    return count
-
-
-async def stored_order_ids(conn: Conn, order_ids: list[str]) -> list[str]:
-    """Which of ``order_ids`` the database has (admission's view of Temporal's queue)."""
-    if not order_ids:
-        return []
-    rows = await conn.fetch("SELECT id FROM orders WHERE id = ANY($1::text[])", order_ids)
-    return [r["id"] for r in rows]
+    assert row is not None  # a SELECT without FROM always has its one row
+    return AdmissionCounts(row["active"], row["ended"], list(row["stored"]))

@@ -55,7 +55,7 @@ async def test_past_the_active_order_limit_a_start_is_refused_with_retry_after(
     postgres_dsn: str, db: asyncpg.Pool, nowhere: str
 ) -> None:
     async with db.acquire() as conn:
-        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+        active = (await store.admission_counts(conn, admission.ACTIVE_STATES, 5, [])).active
     limit = active + 1
     for _ in range(2):  # two more orders being processed: one past the limit
         await make_order(db, new_id())
@@ -82,7 +82,7 @@ async def test_orders_awaiting_approval_do_not_count_as_load(
     postgres_dsn: str, db: asyncpg.Pool, nowhere: str
 ) -> None:
     async with db.acquire() as conn:
-        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+        active = (await store.admission_counts(conn, admission.ACTIVE_STATES, 5, [])).active
     for _ in range(3):
         oid = new_id()
         await make_order(db, oid)
@@ -111,7 +111,8 @@ def test_slow_starts_shed_until_temporal_is_seen_to_have_recovered(
     gate = admission.Admission(Settings(shed_max_start_latency_seconds=1.0))
     gate.observe_start(0.05)
     assert gate.start_latency() == pytest.approx(0.05)
-    for _ in range(10):
+    for _ in range(10):  # a second of slow starts, 10 a second
+        now[0] += 0.1
         gate.observe_start(3.0)
     assert gate.start_latency() > 1.0
     before = shed_count("start_latency")
@@ -130,6 +131,21 @@ def test_slow_starts_shed_until_temporal_is_seen_to_have_recovered(
     assert gate.start_latency() == pytest.approx(0.04)
 
 
+def test_a_few_slow_starts_among_fast_ones_do_not_shed(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("functions.admission.time.monotonic", lambda: now[0])
+    gate = admission.Admission(Settings(shed_max_start_latency_seconds=0.5))
+    for latency in [0.05] * 10 + [2.0, 2.0] + [0.05] * 5:  # 10 starts a second
+        now[0] += 0.1
+        gate.observe_start(latency)
+        gate._check_latency()  # does not raise
+    # Starts that land at once weigh by the time between them, not one each.
+    for _ in range(5):
+        gate.observe_start(3.0)
+    gate._check_latency()
+    assert gate.start_latency() < 0.5
+
+
 def test_zero_turns_each_signal_off() -> None:
     gate = admission.Admission(Settings(shed_queue_seconds=0, shed_max_start_latency_seconds=0))
     gate.observe_start(60.0)
@@ -142,7 +158,7 @@ async def test_orders_started_but_not_yet_stored_count_until_the_database_has_th
     postgres_dsn: str, db: asyncpg.Pool
 ) -> None:
     async with db.acquire() as conn:
-        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+        active = (await store.admission_counts(conn, admission.ACTIVE_STATES, 5, [])).active
     res = deps.Resources(Settings(database_url=postgres_dsn))
     gate = admission.Admission(
         Settings(shed_min_active_orders=active + 1, shed_queue_seconds=0.001)
@@ -172,7 +188,7 @@ async def test_the_active_order_limit_follows_how_fast_the_stack_finishes_orders
     for _ in range(2):  # at least two orders in progress
         await make_order(db, new_id())
     async with db.acquire() as conn:
-        active = await store.count_orders_in(conn, admission.ACTIVE_STATES)
+        active = (await store.admission_counts(conn, admission.ACTIVE_STATES, 5, [])).active
     # More orders than are in progress finished just now.
     finished = active + 5
     for _ in range(finished):

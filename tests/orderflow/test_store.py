@@ -230,3 +230,27 @@ async def test_a_write_from_another_run_is_refused_and_changes_nothing(db: async
         assert not await store.record_order(conn, oid, pay, ADDRESS, ITEMS, run_id="run-a")
         refund = await store.refund_payment(conn, oid, run_id="run-a")
         assert refund is not None and refund.status == "refunded"
+
+
+async def test_admission_counts_active_ended_and_stored_orders_in_one_read(
+    db: asyncpg.Pool,
+) -> None:
+    active, ended, unknown = new_id(), new_id(), new_id()
+    states = [OrderState.RECEIVED]
+    async with db.acquire() as conn:
+        # One snapshot, so that the session's other orders moving meanwhile do not count.
+        snapshot = conn.transaction(isolation="repeatable_read")
+        await snapshot.start()
+        try:
+            before = await store.admission_counts(conn, states, 60, [])
+            for oid in (active, ended):
+                await store.record_order(conn, oid, f"pay-{oid}", ADDRESS, ITEMS)
+            await store.advance_order(conn, ended, OrderState.COMPLETED, "order_shipped")
+            after = await store.admission_counts(conn, states, 60, [active, ended, unknown])
+            in_no_time = await store.admission_counts(conn, states, 0, [])
+        finally:
+            await snapshot.rollback()
+    assert after.active == before.active + 1
+    assert after.ended == before.ended + 1
+    assert in_no_time.ended == 0
+    assert sorted(after.stored) == sorted([active, ended])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -112,4 +113,12 @@ def main(
     http_port: Callable[[Settings], int],
     make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
 ) -> None:
-    asyncio.run(serve(component, task_queue, http_port, make_worker))
+    main_coroutine = serve(component, task_queue, http_port, make_worker)
+    if sys.platform == "win32":
+        asyncio.run(main_coroutine)
+    else:
+        # uvloop: the worker's event loop (activity tasks, the SDK's hand-offs from its
+        # core, wake-ups from the workflow threads) is most of a worker's CPU.
+        import uvloop
+
+        uvloop.run(main_coroutine)

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from orderflow.devstack import postgres, readiness, temporal
+from orderflow.devstack import ports, postgres, readiness, temporal
 from orderflow.devstack.supervisor import Component, Supervisor
 from orderflow.log import configure_logging, get_logger, redact
 from orderflow.migrate import apply_migrations, ensure_database
@@ -62,6 +62,11 @@ async def _start_temporal(sup: Supervisor, settings: Settings) -> str:
 
 
 async def run_stack(settings: Settings, *, durable: bool = True) -> None:
+    taken = ports.busy(settings)
+    if taken:
+        log.error("stack not started", error=ports.explain(taken))
+        raise SystemExit(1)
+
     sup = Supervisor(hold_dir=settings.data_dir / "hold")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

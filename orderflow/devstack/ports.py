@@ -34,35 +34,46 @@ def wanted(settings: Settings) -> dict[str, int]:
 
 
 def in_use(host: str, port: int) -> bool:
-    """Someone listens on host:port (a bind to it fails with 'address in use')."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Someone listens on host:port already (a bind to it fails with 'address in use')."""
+    return problem(host, port) == _IN_USE
+
+
+_IN_USE = "in use"
+
+
+def problem(host: str, port: int) -> str | None:
+    """Why the stack could not listen on host:port, or None if it can."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         # As a server binds: a port left in TIME_WAIT by a stack that just stopped is
         # free for it, and must count as free here.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
+            return _IN_USE if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+    return None
 
 
-def busy(settings: Settings) -> dict[str, int]:
-    """The wanted ports that are taken already, by setting."""
-    hosts = {"API_PORT": settings.api_host, "ORDER_WORKER_HTTP_PORT": settings.worker_http_host}
-    hosts["SHIPPING_WORKER_HTTP_PORT"] = settings.worker_http_host
-    return {
-        name: port
-        for name, port in wanted(settings).items()
-        if in_use(hosts.get(name, "127.0.0.1"), port)
+def busy(settings: Settings) -> dict[str, tuple[int, str]]:
+    """The wanted ports the stack cannot listen on, by setting: (port, why)."""
+    hosts = {
+        "API_PORT": settings.api_host,
+        "ORDER_WORKER_HTTP_PORT": settings.worker_http_host,
+        "SHIPPING_WORKER_HTTP_PORT": settings.worker_http_host,
     }
+    found = {}
+    for name, port in wanted(settings).items():
+        why = problem(hosts.get(name, "127.0.0.1"), port)
+        if why is not None:
+            found[name] = (port, why)
+    return found
 
 
-def explain(taken: dict[str, int]) -> str:
-    listed = ", ".join(f"{port} ({name})" for name, port in taken.items())
+def explain(taken: dict[str, tuple[int, str]]) -> str:
+    listed = ", ".join(f"{port} ({name}): {why}" for name, (port, why) in taken.items())
     return (
-        f"ports already in use: {listed}. Another `make run` (or another PostgreSQL or "
+        f"cannot listen on {listed}. Another `make run` (or another PostgreSQL or "
         "Temporal) is probably running: stop it, or give this stack other ports with the "
         "settings named, e.g. `API_PORT=8010 make run`."
     )

@@ -41,9 +41,9 @@ def test_only_the_embedded_services_ports_are_wanted() -> None:
 def test_busy_names_the_setting_of_each_taken_port(listener: int) -> None:
     settings = Settings(api_port=listener, order_worker_http_port=free_port())
     taken = ports.busy(settings)
-    assert taken.get("API_PORT") == listener
+    assert taken.get("API_PORT") == (listener, "in use")
     assert "ORDER_WORKER_HTTP_PORT" not in taken
-    assert f"{listener} (API_PORT)" in ports.explain(taken)
+    assert f"{listener} (API_PORT): in use" in ports.explain(taken)
 
 
 def test_make_run_exits_at_once_when_its_api_port_is_taken(tmp_path: Path, listener: int) -> None:
@@ -51,7 +51,7 @@ def test_make_run_exits_at_once_when_its_api_port_is_taken(tmp_path: Path, liste
     with pytest.raises(StackNotReady, match="exited with code 1"):
         stack.start(within=60)
     log = stack.log_path.read_text()
-    assert f"{listener} (API_PORT)" in log
+    assert f"{listener} (API_PORT): in use" in log
     assert "Orderflow is running" not in log
     # Nothing was started: not even the embedded PostgreSQL, which comes first.
     assert not (tmp_path / "data" / "postgres").exists()

@@ -33,12 +33,7 @@ def wanted(settings: Settings) -> dict[str, int]:
     return ports
 
 
-def in_use(host: str, port: int) -> bool:
-    """Someone listens on host:port already (a bind to it fails with 'address in use')."""
-    return problem(host, port) == _IN_USE
-
-
-_IN_USE = "in use"
+IN_USE = "in use"
 
 
 def problem(host: str, port: int) -> str | None:
@@ -51,7 +46,7 @@ def problem(host: str, port: int) -> str | None:
         try:
             sock.bind((host, port))
         except OSError as err:
-            return _IN_USE if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+            return IN_USE if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
     return None
 
 

@@ -23,8 +23,8 @@ def listener() -> Iterator[int]:
 
 
 def test_a_listened_port_is_in_use_and_a_free_one_is_not(listener: int) -> None:
-    assert ports.in_use("127.0.0.1", listener)
-    assert not ports.in_use("127.0.0.1", free_port())
+    assert ports.problem("127.0.0.1", listener) == ports.IN_USE
+    assert ports.problem("127.0.0.1", free_port()) is None
 
 
 def test_only_the_embedded_services_ports_are_wanted() -> None:

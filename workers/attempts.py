@@ -72,6 +72,9 @@ class Outcome(Strict, Generic[R]):
     succeeded: bool
     value: R | None = None
     failures: list[AttemptFailure] = []
+    # Run as a regular activity: the server's number of the attempt that succeeded,
+    # i.e. how many attempts the server made in all (each failed one raised).
+    server_attempts: int = 0
 
 
 async def run(
@@ -81,9 +84,11 @@ async def run(
 ) -> Outcome[R]:
     """Attempt ``attempt(burst.arg)`` until it succeeds, a failure is permanent, or the
     call's attempts or the step's budget run out."""
-    if not activity.info().is_local:
+    info = activity.info()
+    if not info.is_local:
         with business_errors(*non_retryable):
-            return Outcome(succeeded=True, value=await attempt(burst.arg))
+            value = await attempt(burst.arg)
+        return Outcome(succeeded=True, value=value, server_attempts=info.attempt)
     failures: list[AttemptFailure] = []
     timeouts = burst.consecutive_timeouts
     started = time.monotonic()

@@ -245,6 +245,8 @@ class StepRunner:
                 # The budget ran out (schedule-to-close): say so, and keep what the
                 # last attempt died of, which is what an operator needs to know.
                 message = f"its time budget ran out; last attempt: {message}"
+            elif err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and attempts_left:
+                self._count_server_attempts(step, attempts_left)
             self.record_error(step, failed + 1, type_, message)
             workflow.logger.warning(
                 "step failed on the server's retries",
@@ -252,8 +254,15 @@ class StepRunner:
             )
             metrics.step_finished(str(step), "gave_up", workflow.now() - started)
             raise StepFailed(step, f"{type_}: {message}") from err
+        self._count_server_attempts(step, outcome.server_attempts)
         metrics.step_finished(str(step), "success", workflow.now() - started)
         return cast(R, outcome.value)
+
+    def _count_server_attempts(self, step: str, made: int) -> None:
+        """The server's attempts beyond the first (which was counted when the activity
+        was scheduled, so that status shows it while the server retries)."""
+        if made > 1:
+            self.attempts[step] += made - 1
 
 
 def _describe(cause: BaseException | None) -> tuple[str, str, bool]:

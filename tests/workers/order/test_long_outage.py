@@ -25,6 +25,7 @@ from tests.workers.harness import Gate, running_workers, step_double, wait_for_s
 from tests.workers.order.test_workflow import events, order_id_of, payment, stored
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
+from workers.policies import COMPENSATION_STEP
 
 pytestmark = pytest.mark.usefixtures("flaky_off")
 
@@ -112,12 +113,18 @@ async def test_a_refund_outlasts_a_database_outage_and_the_history_stays_bounded
 
         # The outage goes on: the server keeps trying, the history does not move.
         await asyncio.sleep(OUTAGE_AFTER_HAND_OVER_SECONDS)
-        assert await server_attempt(handle) >= 2
+        attempt_during_outage = await server_attempt(handle)
+        assert attempt_during_outage >= 2
         assert await history_length(handle) == at_hand_over
 
         outage_pg.spawn()
         await outage_pg.ready()
         result = await asyncio.wait_for(handle.result(), timeout=60)
+        # Every attempt is counted: the worker's and each one the server made.
+        final = await handle.query(OrderWorkflow.status)
+        assert final.attempts[Step.REFUND] >= (
+            COMPENSATION_STEP.local_attempts + attempt_during_outage
+        )
 
     assert result.state == OrderState.CANCELLED
     assert (await stored(outage_db, oid)).state == OrderState.CANCELLED

@@ -190,7 +190,7 @@ def plot(points: dict[str, dict[str, Any]], out: Path) -> list[str]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(IMG / "bench-points.png", dpi=110)
+    fig.savefig(IMG / "bench-points.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return ["![p99 per point, client and workflow clocks](img/bench-points.png)", "", *images]
 

@@ -5,7 +5,9 @@ Every point runs the load tool (loadtest/locustfile.py) against a stack started 
 data directory, everything on this one machine. The headline is the client's clock
 (start request sent -> final state read); the workflow's own clock is reported
 beside it. For each point it also counts CPU-seconds per completed order, for the
-stack's processes together and for the load generator apart. The points:
+stack's processes together and for the load generator apart, and what the embedded
+Temporal server did per order (from its metrics: counts that, unlike CPU, do not
+depend on the host's speed). The points:
 
 * fresh stack: one order at a time; 10 orders/s polling every 1 s, every 0.25 s,
   and with the long poll; 5 orders/s; past the knee (admission control at work);
@@ -144,6 +146,43 @@ def shed_counts(text: str) -> dict[str, float]:
     }
 
 
+# Temporal's own work, counted from its metrics endpoint: (what, metric, service, operation).
+# Counts do not depend on the host's speed, as CPU-seconds do, so they compare across days.
+TEMPORAL_WORK = (
+    ("workflow tasks", "service_requests", "history", "RespondWorkflowTaskCompleted"),
+    ("executions started", "service_requests", "history", "StartWorkflowExecution"),
+    ("signals", "service_requests", "history", "SignalWorkflowExecution"),
+    ("describe calls", "service_requests", "frontend", "DescribeWorkflowExecution"),
+    ("execution updates", "persistence_requests", "history", "UpdateWorkflowExecution"),
+    ("persistence requests", "persistence_requests", None, None),
+)
+
+
+def temporal_work(text: str) -> dict[str, float]:
+    """Running totals of TEMPORAL_WORK, from the Temporal server's Prometheus text."""
+    totals = dict.fromkeys((what for what, *_ in TEMPORAL_WORK), 0.0)
+    for family in text_string_to_metric_families(text):
+        for what, metric, service, operation in TEMPORAL_WORK:
+            if family.name != metric:
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if service in (None, labels.get("service_name")) and operation in (
+                    None,
+                    labels.get("operation"),
+                ):
+                    totals[what] += sample.value
+    return totals
+
+
+def temporal_totals(stack: Stack) -> dict[str, float] | None:
+    """TEMPORAL_WORK so far on the stack's embedded Temporal; None for someone else's."""
+    if "TEMPORAL_ADDRESS" in stack.env:
+        return None
+    url = f"http://127.0.0.1:{stack.ports.temporal_metrics}/metrics"
+    return temporal_work(httpx.get(url, timeout=10).text)
+
+
 def temporal_address(stack: Stack) -> str:
     return stack.env.get("TEMPORAL_ADDRESS") or f"127.0.0.1:{stack.ports.temporal}"
 
@@ -174,7 +213,9 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
     pids = stack.processes()
     before = cpu_seconds(pids)
     shed_before = shed_by_reason(stack)
+    work_before = temporal_totals(stack)
     summary, generator = run_load(stack, stack.out.parent / name, args)
+    work_after = temporal_totals(stack)
     shed_after = shed_by_reason(stack)
     pids |= stack.processes()
     after = cpu_seconds(pids)
@@ -192,6 +233,11 @@ def point(stack: Stack, name: str, label: str, args: list[str]) -> dict[str, Any
         cpu_per_order=({k: round(v / completed, 4) for k, v in by_component.items()}),
         reference_ms=[reference_before, reference_after],
         shed_by={r: int(n - shed_before.get(r, 0)) for r, n in shed_after.items()},
+        temporal_per_order=(
+            {k: round((work_after[k] - work_before[k]) / completed, 2) for k in work_after}
+            if work_before is not None and work_after is not None
+            else None
+        ),
     )
     lat = summary["latency"]
     say(

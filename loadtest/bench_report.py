@@ -149,6 +149,32 @@ def cpu_rows(points: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def temporal_lines(points: list[dict[str, Any]]) -> list[str]:
+    """What the Temporal server did per completed order, where its metrics were read."""
+    counted = [p for p in points if p.get("temporal_per_order")]
+    if not counted:
+        return []
+    columns = list(counted[0]["temporal_per_order"])
+    return [
+        "## Temporal's work per order",
+        "",
+        "Requests and persistence operations of the embedded Temporal server over the point, "
+        "from its own metrics endpoint, divided by the orders completed in it (someone else's "
+        "Temporal is not counted). Unlike CPU-seconds these do not depend on the host's "
+        "speed: a change in them is a change in what the code asks of Temporal.",
+        "",
+        "| point | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+        *(
+            f"| {p['label']} | "
+            + " | ".join(f"{p['temporal_per_order'].get(c, 0):.2f}" for c in columns)
+            + " |"
+            for p in counted
+        ),
+        "",
+    ]
+
+
 def knee(points: dict[str, dict[str, Any]], cpus: int) -> str:
     p = points.get("fresh-10-poll1")
     if not p:
@@ -250,6 +276,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
         "",
         knee(points, m["cpus"]),
         "",
+        *temporal_lines(results["points"]),
         "## Did the generator keep its timetable?",
         "",
         "| point | offered | achieved | lateness p50 | p99 | max |",

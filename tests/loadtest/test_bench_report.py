@@ -60,3 +60,32 @@ def test_the_bench_reads_the_apis_refusals_by_signal_from_its_metrics() -> None:
     assert set(after) == {"active_orders", "start_latency"}
     assert after["start_latency"] == before["start_latency"] + 2
     assert after["active_orders"] == before["active_orders"]
+
+
+TEMPORAL_TEXT = """# TYPE service_requests counter
+service_requests{operation="RespondWorkflowTaskCompleted",service_name="history"} 8
+service_requests{operation="RespondWorkflowTaskCompleted",service_name="frontend"} 8
+service_requests{operation="StartWorkflowExecution",service_name="history"} 4
+# TYPE persistence_requests counter
+persistence_requests{operation="UpdateWorkflowExecution",service_name="history"} 24
+persistence_requests{operation="GetNamespace",service_name="frontend"} 3
+"""
+
+
+def test_temporals_work_is_read_from_its_metrics_by_service_and_operation() -> None:
+    work = bench.temporal_work(TEMPORAL_TEXT)
+    # The frontend's half of each workflow task is the same task: counted once.
+    assert work["workflow tasks"] == 8
+    assert work["executions started"] == 4
+    assert work["execution updates"] == 24
+    assert work["persistence requests"] == 27
+    assert work["signals"] == 0
+
+
+def test_the_report_shows_temporals_work_only_where_it_was_counted() -> None:
+    counted = a_point(temporal_per_order={"workflow tasks": 4.0, "execution updates": 12.0})
+    lines = bench_report.temporal_lines([counted, a_point(label="plain dev server")])
+    assert "| point | workflow tasks | execution updates |" in lines
+    assert "| 10 orders/s | 4.00 | 12.00 |" in lines
+    assert not any(line.startswith("| plain dev server") for line in lines)
+    assert bench_report.temporal_lines([a_point(temporal_per_order=None)]) == []

@@ -15,20 +15,25 @@ import socket
 from orderflow.settings import Settings
 
 
-def wanted(settings: Settings) -> dict[str, int]:
-    """The setting (environment variable) -> port of every listener the stack opens."""
+def wanted(settings: Settings) -> dict[str, tuple[str, int]]:
+    """The setting (environment variable) -> (host, port) of every listener the stack opens."""
+    worker = settings.worker_http_host
     ports = {
-        "API_PORT": settings.api_port,
-        "ORDER_WORKER_HTTP_PORT": settings.order_worker_http_port,
-        "SHIPPING_WORKER_HTTP_PORT": settings.shipping_worker_http_port,
+        "API_PORT": (settings.api_host, settings.api_port),
+        "ORDER_WORKER_HTTP_PORT": (worker, settings.order_worker_http_port),
+        "SHIPPING_WORKER_HTTP_PORT": (worker, settings.shipping_worker_http_port),
     }
+    # The embedded servers listen on loopback (orderflow/devstack/postgres.py, temporal.py).
     if settings.embedded_postgres:
-        ports["EMBEDDED_POSTGRES_PORT"] = settings.embedded_postgres_port
+        ports["EMBEDDED_POSTGRES_PORT"] = ("127.0.0.1", settings.embedded_postgres_port)
     if settings.embedded_temporal:
         ports |= {
-            "EMBEDDED_TEMPORAL_PORT": settings.embedded_temporal_port,
-            "EMBEDDED_TEMPORAL_UI_PORT": settings.embedded_temporal_ui_port,
-            "EMBEDDED_TEMPORAL_METRICS_PORT": settings.embedded_temporal_metrics_port,
+            "EMBEDDED_TEMPORAL_PORT": ("127.0.0.1", settings.embedded_temporal_port),
+            "EMBEDDED_TEMPORAL_UI_PORT": ("127.0.0.1", settings.embedded_temporal_ui_port),
+            "EMBEDDED_TEMPORAL_METRICS_PORT": (
+                "127.0.0.1",
+                settings.embedded_temporal_metrics_port,
+            ),
         }
     return ports
 
@@ -52,14 +57,9 @@ def problem(host: str, port: int) -> str | None:
 
 def busy(settings: Settings) -> dict[str, tuple[int, str]]:
     """The wanted ports the stack cannot listen on, by setting: (port, why)."""
-    hosts = {
-        "API_PORT": settings.api_host,
-        "ORDER_WORKER_HTTP_PORT": settings.worker_http_host,
-        "SHIPPING_WORKER_HTTP_PORT": settings.worker_http_host,
-    }
     found = {}
-    for name, port in wanted(settings).items():
-        why = problem(hosts.get(name, "127.0.0.1"), port)
+    for name, (host, port) in wanted(settings).items():
+        why = problem(host, port)
         if why is not None:
             found[name] = (port, why)
     return found

@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+.PHONY: help setup run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -50,6 +50,12 @@ test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite aga
 
 test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
 	@$(BIN)/pytest -m faults tests/faults
+
+# Random interleavings, a new seed each run; a failure prints the steps to keep as a
+# named test in tests/model/test_regressions.py (docs/protocol.md).
+test-model: $(STAMP) ## explore the order protocol's interleavings for ~10 min: EXAMPLES=120
+	@MODEL_EXPLORE=1 MODEL_EXAMPLES=$(or $(EXAMPLES),120) $(BIN)/pytest -p no:cacheprovider \
+		--timeout=1200 tests/model/test_order_protocol.py
 
 # The first container test also waits for the image build (a minute or more): --timeout 300.
 test-containers: $(STAMP) ## build the image with podman, run the chart's containers (docs/containers.md)

@@ -1,0 +1,66 @@
+"""Every failing case the protocol model found, kept as a named test.
+
+Each replays the machine's shrunk sequence of steps on the same runtime, so a
+regression fails here by name, whatever the random exploration happens to try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.model.protocol import OrderProtocol
+from tests.model.runtime import ModelRuntime
+
+
+def replay(model: ModelRuntime, *steps: Callable[[OrderProtocol], object]) -> None:
+    OrderProtocol.runtime = model
+    machine = OrderProtocol()
+    machine.start(review="long")
+    for step in steps:
+        step(machine)
+    machine.teardown()
+
+
+def test_an_address_accepted_before_a_cancel_is_the_address_stored(model: ModelRuntime) -> None:
+    # The change was accepted (202, being applied), the order was cancelled before it
+    # was stored, and the cancelled order kept the old address in the database while
+    # GET /status (the workflow's summary) showed the new one.
+    replay(model, OrderProtocol.update_address, OrderProtocol.cancel)
+
+
+def test_an_address_accepted_before_the_order_is_stored_is_the_one_shipped(
+    model: ModelRuntime,
+) -> None:
+    # Accepted while the order was still being received: storing it found no row and
+    # said so (False), which the workflow ignored; the row was then created with the
+    # old address, and the order shipped to the new one.
+    replay(
+        model,
+        OrderProtocol.update_address,
+        lambda m: m.wait_until_held("address_updated"),
+        OrderProtocol.store_an_address,
+        *[OrderProtocol.advance] * 2,
+        OrderProtocol.approve,
+        *[OrderProtocol.advance] * 4,
+    )
+
+
+def test_a_cancel_acted_on_in_a_task_the_worker_never_completed_is_not_lost(
+    model: ModelRuntime,
+) -> None:
+    # The cancel was accepted and the order closed CANCELLED in the database, inside a
+    # workflow task that never completed (the worker was replaced): the new worker did
+    # not know of the cancel, and the workflow went on to charge and ship an order
+    # the database said was cancelled.
+    replay(
+        model,
+        OrderProtocol.advance,
+        OrderProtocol.advance,
+        lambda m: m.restart_worker("shipping"),
+        OrderProtocol.cancel,
+        OrderProtocol.store_an_address,
+        OrderProtocol.store_an_address,
+        lambda m: m.restart_worker("shipping"),
+        lambda m: m.restart_worker("order"),
+        OrderProtocol.store_an_address,
+    )

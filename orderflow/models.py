@@ -53,13 +53,18 @@ class OrderState(StrEnum):
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+    # Ended by Temporal, not by the order process: terminated by an operator, timed out
+    # or deleted before the workflow could write its end (workers/reconciler.py).
+    TERMINATED = "TERMINATED"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.FAILED})
+TERMINAL_STATES = frozenset(
+    {OrderState.COMPLETED, OrderState.CANCELLED, OrderState.FAILED, OrderState.TERMINATED}
+)
 
 
 class Step(StrEnum):

@@ -83,14 +83,20 @@ async def _claim(conn: Conn, order_id: str, run_id: str | None) -> bool:
     """Lock the order row for this write; False when there is none.
 
     Raises ``OrderOfAnotherRun`` when the row was created by a run other than
-    ``run_id``. Rows from before migration 0003 have no run and are not checked.
+    ``run_id``. An unfinished row from before migration 0003 has no run: the first run
+    that writes it claims it (finished ones were fenced by migration 0005).
     """
     owner = await conn.fetchrow(
         "SELECT run_id FROM orders WHERE id = $1 FOR NO KEY UPDATE", order_id
     )
     if owner is None:
         return False
-    if run_id is not None and owner["run_id"] is not None and owner["run_id"] != run_id:
+    if run_id is None:
+        return True
+    if owner["run_id"] is None:
+        # An unfinished row from before migration 0003: the first run to write it owns it.
+        await conn.execute("UPDATE orders SET run_id = $2 WHERE id = $1", order_id, run_id)
+    elif owner["run_id"] != run_id:
         raise OrderOfAnotherRun(
             f"order {order_id} was created by another workflow run: its id was reused"
         )
@@ -349,27 +355,36 @@ async def dispatch_shipment(
 async def update_address(
     conn: Conn, order_id: str, address: dict[str, Any], seq: int, *, run_id: str | None = None
 ) -> bool:
-    """Store the new address unless the order is finished; return whether it was stored."""
+    """Store the ``seq``-th accepted address unless a later one is stored already;
+    False when the order is missing or has ended (nothing stored)."""
     async with conn.transaction():
         if not await _claim(conn, order_id, run_id):
             return False
-        updated = await conn.fetchval(
-            """UPDATE orders o SET address_json = $2, updated_at = now()
-                 FROM order_states s
-                WHERE o.id = $1 AND s.state = o.state AND NOT s.terminal
-            RETURNING TRUE""",
+        row = await conn.fetchrow(
+            """SELECT o.address_seq, s.terminal FROM orders o
+                 JOIN order_states s ON s.state = o.state WHERE o.id = $1""",
+            order_id,
+        )
+        assert row is not None  # claimed, and so locked, above
+        if row["address_seq"] >= seq:
+            return True  # this change, or a later one that replaces it, is stored
+        if row["terminal"]:
+            return False
+        await conn.execute(
+            """UPDATE orders SET address_json = $2, address_seq = $3, updated_at = now()
+                WHERE id = $1""",
             order_id,
             address,
+            seq,
         )
-        if updated:
-            await _event(
-                conn,
-                order_id,
-                "address_updated",
-                f"{order_id}:address_updated:{seq}",
-                {"address": address},
-            )
-    return bool(updated)
+        await _event(
+            conn,
+            order_id,
+            "address_updated",
+            f"{order_id}:address_updated:{seq}",
+            {"address": address},
+        )
+    return True
 
 
 def _order(row: asyncpg.Record) -> OrderRow:

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from orderflow.migrate import apply_migrations, discover, ensure_database
+from orderflow.models import OrderState
 from orderflow.settings import REPO_ROOT
 
 
@@ -26,7 +27,7 @@ async def test_concurrent_runners_apply_each_migration_once(postgres_dsn: str) -
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(applied)
-        assert await conn.fetchval("SELECT count(*) FROM order_states") == 8
+        assert await conn.fetchval("SELECT count(*) FROM order_states") == len(OrderState)
     finally:
         await conn.close()
     assert await apply_migrations(dsn, REPO_ROOT / "migrations") == []

@@ -254,3 +254,34 @@ async def test_admission_counts_active_ended_and_stored_orders_in_one_read(
     assert after.ended == before.ended + 1
     assert in_no_time.ended == 0
     assert sorted(after.stored) == sorted([active, ended])
+
+
+async def test_an_earlier_address_change_never_replaces_a_later_one(db: asyncpg.Pool) -> None:
+    # The workflow keeps the change it accepted last; so must the row, whichever of two
+    # changes in flight commits first (failed before migration 0005: the last commit won).
+    oid = new_id()
+    await make_order(db, oid)
+    second = {**ADDRESS, "city": "Paris"}
+    async with db.acquire() as conn:
+        assert await store.update_address(conn, oid, second, 2)
+        assert await store.update_address(conn, oid, {**ADDRESS, "city": "Rome"}, 1)
+        row = await store.get_order(conn, oid)
+    assert row is not None and row.address == second
+    assert (await event_types(db, oid)).count("address_updated") == 1
+
+
+async def test_an_address_change_for_a_missing_order_stores_nothing(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        assert not await store.update_address(conn, new_id(), ADDRESS, 1)
+
+
+async def test_an_unfinished_order_from_before_runs_is_claimed_by_its_first_writer(
+    db: asyncpg.Pool,
+) -> None:
+    oid = new_id()
+    await make_order(db, oid)  # run_id None: as a row from before migration 0003
+    async with db.acquire() as conn:
+        await store.advance_order(conn, oid, OrderState.VALIDATED, "validated", run_id="run-a")
+        with pytest.raises(store.OrderOfAnotherRun):
+            await store.charge_payment(conn, oid, f"pay-{oid}", 100, run_id="run-b")
+        assert await conn.fetchval("SELECT run_id FROM orders WHERE id = $1", oid) == "run-a"

@@ -37,6 +37,7 @@ RANK = {
     OrderState.COMPLETED: 100,
     OrderState.CANCELLED: 100,
     OrderState.FAILED: 100,
+    OrderState.TERMINATED: 100,
 }
 
 

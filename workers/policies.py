@@ -143,7 +143,14 @@ DISPATCH_STEP = StepPolicy(max_attempts=12)
 COMPENSATION_STEP = StepPolicy(budget=None)
 
 
-# A local activity holds its workflow task open, and with it an update's acceptance:
-# the API would not learn "accepted" until the address is stored. A timer this short
-# first lets the task complete (one extra task per address change, a rare request).
-ACCEPT_BEFORE_STORING = timedelta(milliseconds=1)
+# Storing an address change is compensation-like: the customer was told it was
+# accepted, so it is stored however long that takes.
+ADDRESS_STEP = COMPENSATION_STEP
+
+# A timer this short completes the workflow task before the next local activity. Local
+# activities run inside the task that decided to run them; until it completes, what it
+# decided from (an update it accepted) is not in the history. So an update's acceptance
+# reaches the API at once, and nothing is refunded or closed on a decision that a new
+# worker, replaying the history, would not make (one extra task per address change and
+# per order that ends cancelled or failed).
+RECORD_BEFORE_ACTING = timedelta(milliseconds=1)

@@ -33,11 +33,12 @@ def test_an_address_accepted_before_the_order_is_stored_is_the_one_shipped(
 ) -> None:
     # Accepted while the order was still being received: storing it found no row and
     # said so (False), which the workflow ignored; the row was then created with the
-    # old address, and the order shipped to the new one.
+    # old address, and the order shipped to the new one. (Storing now waits for the
+    # row, so the change reaches its gate only once the order is received.)
     replay(
         model,
         OrderProtocol.update_address,
-        lambda m: m.wait_until_held("address_updated"),
+        lambda m: m.wait_until_held("address_updated", within=4),
         OrderProtocol.store_an_address,
         *[OrderProtocol.advance] * 2,
         OrderProtocol.approve,
@@ -63,4 +64,24 @@ def test_a_cancel_acted_on_in_a_task_the_worker_never_completed_is_not_lost(
         lambda m: m.restart_worker("shipping"),
         lambda m: m.restart_worker("order"),
         OrderProtocol.store_an_address,
+    )
+
+
+def test_a_cancel_accepted_while_shipping_waits_for_an_address_is_honoured(
+    model: ModelRuntime,
+) -> None:
+    # The bug 1: charged, shipping waiting for an accepted address change to be
+    # stored, a cancel accepted (202) in that wait, and the order shipped all the same.
+    # (The approval reaches the workflow once the held change is handed to the server.)
+    replay(
+        model,
+        *[OrderProtocol.advance] * 2,
+        OrderProtocol.update_address,
+        lambda m: m.wait_until_held("address_updated", within=10),
+        OrderProtocol.approve,
+        lambda m: m.wait_until_held("payment_charged", within=10),
+        OrderProtocol.advance,
+        OrderProtocol.cancel,
+        OrderProtocol.store_an_address,
+        *[OrderProtocol.advance] * 4,
     )

@@ -50,7 +50,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workers import metrics
     from workers.order.activities import OrderActivities
-    from workers.policies import ACCEPT_BEFORE_STORING, BUSINESS_STEP, COMPENSATION_STEP
+    from workers.policies import (
+        ADDRESS_STEP,
+        BUSINESS_STEP,
+        COMPENSATION_STEP,
+        RECORD_BEFORE_ACTING,
+    )
     from workers.shipping.workflow import ShippingWorkflow
     from workers.steps import StepFailed, StepRunner
 
@@ -66,6 +71,8 @@ class OrderWorkflow:
         self._address_updates = 0
         self._address_seq = 0  # the update whose address self._address is
         self._addresses_persisting = 0
+        self._recorded = False  # the order's row exists (its first step committed)
+        self._closing = False
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
@@ -94,6 +101,7 @@ class OrderWorkflow:
             await self._steps.run(
                 Step.RECEIVE, OrderActivities.order_received, self._new_order(), BUSINESS_STEP
             )
+            self._recorded = True
             if self._cancel:
                 return await self._end_cancelled()
 
@@ -130,6 +138,10 @@ class OrderWorkflow:
                 BUSINESS_STEP,
             )
             self._set_state(OrderState.PAYMENT_CHARGED)
+            # An accepted address change ships: wait until each one is stored and applied.
+            # A cancel accepted meanwhile still wins: this is the last look before the
+            # point of no return.
+            await workflow.wait_condition(lambda: self._addresses_persisting == 0)
             if self._cancel:
                 return await self._end_cancelled()
 
@@ -174,8 +186,6 @@ class OrderWorkflow:
         """Run shipping until it succeeds; the reason it failed for good, else None."""
         order_id = self._order.order_id
         last_reason = "unknown"
-        # An accepted address change ships: wait until each one is stored and applied.
-        await workflow.wait_condition(lambda: self._addresses_persisting == 0)
         # The point of no return: from here on cancel and address changes are rejected.
         self._shipping_started = True
         for attempt in range(1, self._order.shipping_max_attempts + 1):
@@ -218,12 +228,25 @@ class OrderWorkflow:
 
     async def _end_cancelled(self) -> OrderResult:
         assert self._cancel is not None
+        await self._decision_recorded()
         await self._refund_if_charged()
         return await self._close(OrderState.CANCELLED, self._cancel.reason)
 
     async def _end_failed(self, reason: str) -> OrderResult:
+        if self._cancel is not None:
+            # The customer was told the cancel was accepted: that is how the order ends.
+            # What failed stays in the errors that status reports.
+            return await self._end_cancelled()
+        await self._decision_recorded()
         await self._refund_if_charged()
         return await self._close(OrderState.FAILED, reason)
+
+    async def _decision_recorded(self) -> None:
+        # Steps run as local activities inside the workflow task that decided to end the
+        # order; if that task never completes (the worker stops), its accepted cancel is
+        # not in the history and a new worker would not end the order. A timer completes
+        # the task first, so refund and close only ever act on a recorded decision.
+        await workflow.sleep(RECORD_BEFORE_ACTING)
 
     async def _refund_if_charged(self) -> None:
         # Also when the charge step gave up: an attempt may have committed and then
@@ -243,6 +266,9 @@ class OrderWorkflow:
 
     async def _close(self, state: OrderState, reason: str) -> OrderResult:
         self._at(Step.CLOSE)
+        self._closing = True
+        # The closed row keeps the address the customer was last told was accepted.
+        await workflow.wait_condition(lambda: self._addresses_persisting == 0)
         self._reason = reason
         await self._steps.run(
             Step.CLOSE,
@@ -307,15 +333,19 @@ class OrderWorkflow:
 
     @workflow.update
     async def update_address(self, update: AddressUpdate) -> UpdateAccepted:
-        # Stored first, used after: shipping waits for every accepted change to be
-        # stored (see _ship), so "accepted" always means "this is where it ships", and
-        # a change that is still being stored has not been used by anything yet.
+        # Stored first, used after: shipping and closing wait for every accepted change
+        # to be stored, so "accepted" always means "this is where it ships", and a
+        # change that is still being stored has not been used by anything yet.
         self._address_updates += 1
         seq = self._address_updates
         self._addresses_persisting += 1
         try:
-            await workflow.sleep(ACCEPT_BEFORE_STORING)
-            await self._steps.run(
+            # Accepted (and recorded) before the store: see RECORD_BEFORE_ACTING.
+            await workflow.sleep(RECORD_BEFORE_ACTING)
+            # The row is created by the order's first step; an order that ends before it
+            # ever is gets its row, with this address, from closing.
+            await workflow.wait_condition(lambda: self._recorded or self._closing)
+            if self._recorded and not await self._steps.run(
                 Step.UPDATE_ADDRESS,
                 OrderActivities.address_updated,
                 PersistAddressInput(
@@ -324,8 +354,13 @@ class OrderWorkflow:
                     address=update.address,
                     seq=seq,
                 ),
-                COMPENSATION_STEP,
-            )
+                ADDRESS_STEP,
+            ):
+                raise ApplicationError(
+                    "the order has ended; the address was not changed",
+                    type="NotApplied",
+                    non_retryable=True,
+                )
         finally:
             self._addresses_persisting -= 1
         if seq > self._address_seq:  # two changes in flight: the later one wins, as stored

@@ -75,6 +75,21 @@ class Settings(BaseSettings):
         "on", description="`off` skips flaky_call() in the business functions (debugging only)."
     )
 
+    # --- Reconciliation (workers/reconciler.py) -------------------------------
+    reconcile_interval_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often each order worker looks for orders whose workflow Temporal "
+        "ended without their final write (terminated, timed out, deleted) and closes them as "
+        "TERMINATED; 0 turns it off.",
+    )
+    reconcile_quiet_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An unfinished order not written for this long has its workflow looked up "
+        "one by one (at most once per period): finds workflows deleted from Temporal.",
+    )
+
     # --- Workers ------------------------------------------------------------
     worker_max_concurrent_workflow_tasks: int = Field(100, ge=1)
     worker_max_concurrent_local_activities: int = Field(500, ge=1)

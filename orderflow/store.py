@@ -41,6 +41,10 @@ class OrderOfAnotherRun(Exception):
     """Another workflow run created this order (its id was reused): never write it."""
 
 
+class OrderEnded(Exception):
+    """The order reached a terminal state: nothing may be charged or shipped for it."""
+
+
 class PaymentVoided(Exception):
     """The order was refunded before it was ever charged: it must never be charged now."""
 
@@ -209,6 +213,7 @@ async def charge_payment(
             "SELECT 1 FROM events WHERE idempotency_key = $1", _void_key(order_id)
         ):
             raise PaymentVoided(f"order {order_id} was refunded before it was charged")
+        await _refuse_if_ended(conn, order_id, "charged")
         try:
             await conn.execute(
                 """INSERT INTO payments (payment_id, order_id, status, amount)
@@ -274,6 +279,17 @@ async def refund_payment(
     return PaymentRow(**dict(existing)) if existing else None
 
 
+async def _refuse_if_ended(conn: Conn, order_id: str, what: str) -> None:
+    # An attempt still in flight when its workflow was ended (terminated, then
+    # reconciled) must not take money for, or ship, an order that reads as ended.
+    if await conn.fetchval(
+        """SELECT s.terminal FROM orders o JOIN order_states s ON s.state = o.state
+            WHERE o.id = $1""",
+        order_id,
+    ):
+        raise OrderEnded(f"order {order_id} has ended; it can no longer be {what}")
+
+
 def _void_key(order_id: str) -> str:
     return f"{order_id}:payment_voided"
 
@@ -320,6 +336,7 @@ async def dispatch_shipment(
         # Serialise dispatches of the same order (runs never overlap, but be sure).
         if not await _claim(conn, order_id, run_id):
             raise UnknownOrder(order_id)
+        await _refuse_if_ended(conn, order_id, "dispatched")
         earlier = await conn.fetchval(
             """SELECT tracking_number FROM shipments
                 WHERE order_id = $1 AND status = 'dispatched' AND attempt <> $2
@@ -489,3 +506,74 @@ async def admission_counts(
     )
     assert row is not None  # a SELECT without FROM always has its one row
     return AdmissionCounts(row["active"], row["ended"], list(row["stored"]))
+
+
+# --- orders Temporal ended (workers/reconciler.py) ---------------------------------
+
+
+async def unfinished(conn: Conn, order_ids: list[str]) -> list[str]:
+    """Which of ``order_ids`` are stored and not yet in a terminal state."""
+    rows = await conn.fetch(
+        """SELECT o.id FROM orders o JOIN order_states s ON s.state = o.state
+            WHERE o.id = ANY($1::text[]) AND NOT s.terminal""",
+        order_ids,
+    )
+    return [r["id"] for r in rows]
+
+
+async def quiet_unfinished(conn: Conn, quiet_seconds: float, limit: int) -> list[str]:
+    """Unfinished orders not written for ``quiet_seconds``, the quietest first."""
+    rows = await conn.fetch(
+        """SELECT o.id FROM orders o JOIN order_states s ON s.state = o.state
+            WHERE NOT s.terminal AND o.updated_at < now() - make_interval(secs => $1)
+         ORDER BY o.updated_at LIMIT $2""",
+        quiet_seconds,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def close_ended(conn: Conn, order_id: str, how: str, reason: str) -> bool:
+    """Close an unfinished order whose workflow Temporal ended (``how``: terminated,
+    timed out, deleted, ...) as TERMINATED; return whether it was closed now.
+
+    A charge is neither refunded nor kept silently: the order's reason says it is held
+    for a refund decision, and a ``payment_needs_decision`` event records it.
+    """
+    async with conn.transaction():
+        if not await _claim(conn, order_id, None):
+            return False
+        charged = await conn.fetchval(
+            "SELECT payment_id FROM payments WHERE order_id = $1 AND status = 'charged'",
+            order_id,
+        )
+        said = f"ended in Temporal ({how}): {reason}"
+        if charged:
+            said += "; the payment stays charged until someone decides on a refund"
+        if not await _advance(conn, order_id, OrderState.TERMINATED, reason=said):
+            return False
+        await _event(
+            conn,
+            order_id,
+            "order_terminated",
+            f"{order_id}:order_terminated",
+            {"how": how, "reason": reason},
+        )
+        if charged:
+            await _event(
+                conn,
+                order_id,
+                "payment_needs_decision",
+                f"{order_id}:payment_needs_decision",
+                {"payment_id": charged},
+            )
+    return True
+
+
+async def payments_awaiting_decision(conn: Conn) -> int:
+    """Charged payments of orders Temporal ended, that nobody has refunded yet."""
+    count = await conn.fetchval(
+        """SELECT count(*) FROM orders o JOIN payments p ON p.order_id = o.id
+            WHERE o.state = 'TERMINATED' AND p.status = 'charged'"""
+    )
+    return int(count or 0)

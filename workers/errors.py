@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from temporalio.exceptions import ApplicationError
 
-from orderflow.store import OrderOfAnotherRun, PaymentIdConflict, PaymentVoided
+from orderflow.store import OrderEnded, OrderOfAnotherRun, PaymentIdConflict, PaymentVoided
 
 
 @contextmanager
@@ -17,6 +17,7 @@ def business_errors(*non_retryable: type[Exception]) -> Iterator[None]:
         PaymentIdConflict,
         OrderOfAnotherRun,
         PaymentVoided,
+        OrderEnded,
         *non_retryable,
     )
     try:

@@ -8,9 +8,10 @@ lives in Temporal, so whatever was cut short is picked up by another worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -59,11 +60,28 @@ def build_worker(
     )
 
 
+# Work a worker process does beside its task queue, for as long as it serves.
+Background = Callable[[Client, Settings, asyncpg.Pool], Coroutine[Any, Any, None] | None]
+
+
+@contextlib.asynccontextmanager
+async def _alongside(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]:
+    task = asyncio.create_task(work) if work is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def serve(
     component: str,
     task_queue: Callable[[Settings], str],
     http_port: Callable[[Settings], int],
     make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
+    background: Background | None = None,
 ) -> None:
     settings = get_settings()
     configure_logging(component, settings.log_level, settings.log_format)
@@ -92,7 +110,7 @@ async def serve(
         http=f"{settings.worker_http_host}:{http_port(settings)}",
         tracing=settings.otel_traces_exporter if tracing else "off",
     )
-    async with worker:
+    async with worker, _alongside(background(client, settings, pool) if background else None):
         health.probes.serving()
         await stop.wait()
         health.probes.stopping("draining")
@@ -112,8 +130,9 @@ def main(
     task_queue: Callable[[Settings], str],
     http_port: Callable[[Settings], int],
     make_worker: Callable[[Client, Settings, asyncpg.Pool], Worker],
+    background: Background | None = None,
 ) -> None:
-    main_coroutine = serve(component, task_queue, http_port, make_worker)
+    main_coroutine = serve(component, task_queue, http_port, make_worker, background)
     if sys.platform == "win32":
         asyncio.run(main_coroutine)
     else:

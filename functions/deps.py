@@ -15,7 +15,6 @@ from fastapi import Depends
 from temporalio.client import Client
 
 from functions.order_changes import OrderChanges
-from functions.recent_starts import RecentStarts
 from orderflow.db import create_pool
 from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
@@ -27,7 +26,6 @@ class Resources:
         self._client: Client | None = None
         self._pool: asyncpg.Pool | None = None
         self._changes: OrderChanges | None = None
-        self.recent_starts = RecentStarts()
         self._lock = asyncio.Lock()
 
     async def temporal(self) -> Client:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -116,8 +116,9 @@ async def start_order(
 ) -> Started:
     await admission.admit(res)
     # Temporal remembers a closed workflow only for its namespace's retention; the
-    # database remembers the order for good. An id it knows is taken, however old.
-    if await _stored_order(res, order_id) is not None:
+    # database remembers the order for good. An id it knows is taken, however old, and
+    # an id it cannot check now is not started.
+    if await _stored(res, order_id) is not None:
         raise HTTPException(409, f"order {order_id} already exists")
     order = OrderInput(
         order_id=order_id,
@@ -130,7 +131,7 @@ async def start_order(
         step_mode=settings.step_mode,
     )
     client = await _temporal(res)
-    sent, sent_at = time.monotonic(), datetime.now(UTC)
+    sent = time.monotonic()
     try:
         handle = await client.start_workflow(
             "OrderWorkflow",
@@ -152,7 +153,6 @@ async def start_order(
         admission.observe_start(time.monotonic() - sent)
     metrics.ORDERS_STARTED.inc()
     admission.started(order_id)
-    res.recent_starts.add(order_id, sent_at)
     return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
 
 
@@ -170,7 +170,7 @@ async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
 async def _send_approve(res: Resources, order_id: str) -> UpdateAccepted:
     # A signal (see OrderWorkflow.approve): recorded by Temporal at once, whatever the
     # order worker is doing; the database tells whether the order has already ended.
-    stored = await _stored_order(res, order_id)
+    stored = await _stored(res, order_id)
     if stored is not None and stored.state.terminal:
         raise HTTPException(409, f"the order is already {stored.state.value}")
     client = await _temporal(res)
@@ -273,11 +273,9 @@ async def order_status(
                 raise unavailable("the database") from err
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, f"order {order_id} not found") from err
-    # The database answered that it has no row: the order can only be starting.
-    started_at = res.recent_starts.started_at(order_id)
-    if started_at is not None:
-        return _received(order_id, started_at)
-    return await _just_started(handle, order_id)
+    # The database answered that it has no row: Temporal says whether the order is
+    # starting, or ended before it stored anything.
+    return await _not_stored_yet(handle, order_id)
 
 
 async def _wait_for_change(
@@ -306,30 +304,39 @@ async def _wait_for_change(
                 await asyncio.wait_for(changed.wait(), min(remaining, RECHECK_SECONDS))
 
 
-async def _just_started(handle: WorkflowHandle[Any, Any], order_id: str) -> OrderStatus:
-    """Status of an order that is not stored yet: Temporal's own record says whether
-    it exists; if it runs, it is being received."""
+async def _not_stored_yet(handle: WorkflowHandle[Any, Any], order_id: str) -> OrderStatus:
+    """Status of an order the database does not hold: Temporal's own record says
+    whether it exists, is being received, or ended before it stored anything."""
     try:
         described = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(404, f"order {order_id} not found") from err
         raise unavailable("Temporal") from err
-    if described.status != WorkflowExecutionStatus.RUNNING:
-        # Ended without ever being stored, and the database cannot tell how.
-        raise unavailable("the order's status")
-    return _received(order_id, described.start_time)
-
-
-def _received(order_id: str, started_at: datetime) -> OrderStatus:
-    """An order that runs and has stored nothing yet: its first step is under way."""
+    status = described.status
+    if status == WorkflowExecutionStatus.RUNNING:
+        # Running and nothing stored: its first step is under way.
+        return OrderStatus(
+            order_id=order_id,
+            workflow_id=workflow_id(order_id),
+            state=OrderState.RECEIVED,
+            step=Step.RECEIVE,
+            started_at=described.start_time,
+            updated_at=described.start_time,
+            source="temporal",
+        )
+    # Every ending the workflow makes itself stores the order first: one that closed
+    # without a row was ended by Temporal (terminated, timed out), which never charged.
+    how = status.name.lower().replace("_", " ") if status else "closed"
     return OrderStatus(
         order_id=order_id,
         workflow_id=workflow_id(order_id),
-        state=OrderState.RECEIVED,
-        step=Step.RECEIVE,
-        started_at=started_at,
-        updated_at=started_at,
+        state=OrderState.TERMINATED,
+        step=Step.DONE,
+        reason=f"ended in Temporal ({how}) before the order was stored",
+        started_at=described.start_time,
+        updated_at=described.close_time,
+        finished_at=described.close_time,
         source="temporal",
     )
 
@@ -409,11 +416,10 @@ async def _send_update(
         )
     except WorkflowUpdateFailedError as err:
         raise _update_failed(name, err) from err
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        # Accepted and still being applied: it will be, and nothing uses the old value.
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
+        # Accepted, and not yet known to be applied (still being stored, or Temporal
+        # did not answer the wait): the acceptance stands, and nothing uses the old value.
         return UpdateAccepted(order_id=order_id, accepted=name, applied=False)
-    except RPCError as err:
-        raise await _not_running(res, order_id, err) from err
     return result
 
 
@@ -433,20 +439,22 @@ async def _not_running(res: Resources, order_id: str, err: RPCError) -> HTTPExce
     """The error to answer when Temporal refused a message for the order."""
     if err.status != RPCStatusCode.NOT_FOUND:
         return unavailable("Temporal")
-    stored = await _stored_order(res, order_id)
-    if stored is not None:
+    stored = await _stored(res, order_id)
+    if stored is not None and stored.state.terminal:
         return HTTPException(409, f"the order is already {stored.state.value}")
-    if await _workflow_exists(res, order_id):
+    if stored is not None or await _workflow_exists(res, order_id):
+        # Stored as still running, but its workflow is closed: Temporal ended it, and
+        # the reconciler closes the row within seconds.
         return HTTPException(409, "the order has already ended")
     return HTTPException(404, f"order {order_id} not found")
 
 
-async def _stored_order(res: Resources, order_id: str) -> store.OrderRow | None:
-    """The stored order, or None when absent or when the database cannot answer now."""
+async def _stored(res: Resources, order_id: str) -> store.OrderRow | None:
+    """The stored order, or None when there is none; 503 when the database cannot say."""
     try:
         return await _read_order(res, order_id)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        raise unavailable("the database") from err
 
 
 async def _read_order(res: Resources, order_id: str) -> store.OrderRow | None:

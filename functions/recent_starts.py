@@ -1,12 +1,11 @@
 """Orders this API process started moments ago: their status needs no call to Temporal.
 
 Between an accepted start and the first step's commit the database has no row for
-the order, and a status read had to ask Temporal (DescribeWorkflowExecution) whether
-it exists: 2.3 calls an order at 10 orders/s with clients polling every 0.25 s
-(Temporal's own request metrics, 2026-12-04), each a read of the workflow's mutable
-state on the server that is busiest already. Temporal's answer to the start said the
-workflow runs; for a few seconds that is still the answer. A read that reaches another
-replica, or comes later, asks Temporal as before.
+the order. Asking Temporal (DescribeWorkflowExecution) whether it exists would cost
+the busiest server a read of the workflow's state for every poll of a new order;
+Temporal's answer to the start already said the workflow runs, and for a few seconds
+that is still the answer. A read that reaches another replica, or comes later, asks
+Temporal (docs/decisions/0004).
 """
 
 from __future__ import annotations

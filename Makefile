@@ -55,7 +55,7 @@ run: $(STAMP) ## run PostgreSQL, Temporal, both workers and the API; Ctrl-C stop
 test: lint $(CHECKOV_STAMP) browser ## lint, type-check and run the whole test suite against real services
 	@$(BIN)/pytest
 
-test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
+test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (a few minutes)
 	@$(BIN)/pytest -m faults tests/faults
 
 # The first container test also waits for the image build (a minute or more): --timeout 300.

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         10,
         gt=0,
         description="How long the API waits for the order worker to accept or reject "
-        "approve/cancel/update-address before answering 503.",
+        "cancel/update-address before answering 503 (approve is a signal: it does not wait).",
     )
     step_mode: Literal["local", "regular"] = Field(
         "local",

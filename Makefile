@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+.PHONY: help setup browser run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -40,15 +40,22 @@ $(CHECKOV_STAMP):
 	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3.2,<4'
 	@touch $@
 
+# The load report's page is checked in a real browser (tests/loadtest/test_report_page.py):
+# Debian's chromium, installed only when missing (needs root, as on CI).
+browser: ## install Debian's chromium for the report-page test, if it is missing
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "==> installing chromium (apt-get) for the load report's browser test"; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 setup: $(STAMP) $(CHECKOV_STAMP) ## create the virtualenv and install (done automatically by the others)
 
 run: $(STAMP) ## run PostgreSQL, Temporal, both workers and the API; Ctrl-C stops all
 	@$(BIN)/python -m orderflow.devstack
 
-test: lint $(CHECKOV_STAMP) ## lint, type-check and run the whole test suite against real services
+test: lint $(CHECKOV_STAMP) browser ## lint, type-check and run the whole test suite against real services
 	@$(BIN)/pytest
 
-test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (~3 min)
+test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (a few minutes)
 	@$(BIN)/pytest -m faults tests/faults
 
 # Random interleavings, a new seed each run; a failure prints the steps to keep as a

@@ -10,15 +10,13 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
   (Little's law: orders in progress = completion rate x time each spends, so the
   limit bounds the mean time of an admitted order on any host, at any scale), and
   never below ``SHED_MIN_ACTIVE_ORDERS`` (an idle stack has no rate to measure yet).
-  A fixed limit was tried first: 60 was ~4 s of queue on the host it was sized on
-  and ~15 s on one three times slower (admitted orders p50 22 s). Active means
-  stored and not ended, orders waiting for a human approval not counted (they cost
-  nothing while they wait), read from PostgreSQL at most every ``REFRESH_SECONDS``
-  per API process, so every replica sees the same numbers; plus the orders this
-  process started that are not stored yet. Those wait in Temporal for their first
-  workflow task: past capacity that queue is where the excess piles up, unseen by
-  the database (measured: with stored orders alone, 30 orders/s on a 2-core stack
-  still admitted enough to make the admitted ones take 37 s);
+  A measured limit, not a fixed one, because a fixed one means a different queue
+  on every host. Active means stored and not ended, orders waiting for a human
+  approval not counted (they cost nothing while they wait), read from PostgreSQL at
+  most every ``REFRESH_SECONDS`` per API process, so every replica sees the same
+  numbers; plus the orders this process started that are not stored yet: they wait
+  in Temporal for their first workflow task, where past capacity the excess piles
+  up unseen by the database;
 * Temporal's start latency: a moving average of this process's recent starts over
   about the last second (``LATENCY_TIME_CONSTANT_SECONDS``), forgotten after
   ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed period lets a probe
@@ -26,6 +24,7 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
 
 Only starts are refused: approvals, cancels and status reads of admitted orders
 always go through. Both the refusals and the signals are metrics (functions/metrics.py).
+The history of both signals: docs/decisions/0006-admission-control.md.
 """
 
 from __future__ import annotations
@@ -63,10 +62,8 @@ COUNT_TIMEOUT_SECONDS = 0.2
 RATE_WINDOW_SECONDS = 5.0
 # The moving average of start latency weighs starts by time, not by count: a start
 # weighs 1 - exp(-dt / tau), dt the time since the previous one, so the average covers
-# about the last second at any rate. A fixed weight per start (0.2, the last ~5 starts)
-# was tried first: at 10 orders/s that is half a second, and two slow starts in a row
-# (a Go garbage collection in the server) were enough to refuse the next ones: 21-89
-# starts of 600 shed by this signal alone on points the active-order limit admitted.
+# about the last second at any rate, and two slow starts in a row (a pause in the
+# server) among many fast ones do not refuse the next orders.
 LATENCY_TIME_CONSTANT_SECONDS = 1.0
 LATENCY_MEMORY_SECONDS = 2.0
 

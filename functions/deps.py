@@ -75,8 +75,8 @@ async def reset_resources() -> None:
         _resources = None
 
 
-# FastAPI runs a plain `def` dependency in a thread pool, which cost every request a
-# thread hand-off (a twentieth of the API's CPU under load, py-spy): these are async.
+# Async on purpose: FastAPI runs a plain `def` dependency in a thread pool, a thread
+# hand-off on every request.
 async def current_resources() -> Resources:
     return get_resources()
 

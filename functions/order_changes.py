@@ -1,7 +1,7 @@
 """Wake waiting status requests when an order changes (PostgreSQL LISTEN/NOTIFY).
 
 Migration 0002 makes every insert of an order and every move of its state
-``NOTIFY order_changed, '<order id>'``. Each API process keeps one connection
+``NOTIFY order_changed, '<order id> <state>'``. Each API process keeps one connection
 listening on that channel, opened on the first wait, and sets the events of the
 requests waiting for that order. The notification only makes a waiter re-read
 sooner: a waiter also re-reads every ``RECHECK_SECONDS``, so a lost listener

@@ -35,10 +35,10 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from loadtest import bench_report, headless
+from loadtest.prometheus_text import shed_counts, temporal_work
 from orderflow.devstack import postgres
 from orderflow.devstack.launcher import StackProcess, free_port
 from orderflow.settings import REPO_ROOT
@@ -133,46 +133,6 @@ def run_load(stack: Stack, out: Path, args: list[str]) -> tuple[dict[str, Any], 
 def shed_by_reason(stack: Stack) -> dict[str, float]:
     """The API's count of refused starts so far, by the signal that refused them."""
     return shed_counts(httpx.get(f"{stack.url}/metrics", timeout=10).text)
-
-
-def shed_counts(text: str) -> dict[str, float]:
-    """The refused starts by reason, from the API's Prometheus text."""
-    return {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "orderflow_api_orders_shed"
-        for sample in family.samples
-        if sample.name == "orderflow_api_orders_shed_total"
-    }
-
-
-# Temporal's own work, counted from its metrics endpoint: (what, metric, service, operation).
-# Counts do not depend on the host's speed, as CPU-seconds do, so they compare across days.
-TEMPORAL_WORK = (
-    ("workflow tasks", "service_requests", "history", "RespondWorkflowTaskCompleted"),
-    ("executions started", "service_requests", "history", "StartWorkflowExecution"),
-    ("signals", "service_requests", "history", "SignalWorkflowExecution"),
-    ("describe calls", "service_requests", "frontend", "DescribeWorkflowExecution"),
-    ("execution updates", "persistence_requests", "history", "UpdateWorkflowExecution"),
-    ("persistence requests", "persistence_requests", None, None),
-)
-
-
-def temporal_work(text: str) -> dict[str, float]:
-    """Running totals of TEMPORAL_WORK, from the Temporal server's Prometheus text."""
-    totals = dict.fromkeys((what for what, *_ in TEMPORAL_WORK), 0.0)
-    for family in text_string_to_metric_families(text):
-        for what, metric, service, operation in TEMPORAL_WORK:
-            if family.name != metric:
-                continue
-            for sample in family.samples:
-                labels = sample.labels
-                if service in (None, labels.get("service_name")) and operation in (
-                    None,
-                    labels.get("operation"),
-                ):
-                    totals[what] += sample.value
-    return totals
 
 
 def temporal_totals(stack: Stack) -> dict[str, float] | None:

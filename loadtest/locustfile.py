@@ -347,7 +347,18 @@ def _on_stop(environment: Environment, **_: Any) -> None:
         f"orderflow load: {opts.scenario}, {opts.orders_per_second:g} orders/s, "
         f"{len(_records)} orders"
     )
-    page = report.write(_records, summary, Path(opts.report_dir), title)
+    parameters = {
+        "API": environment.host or "-",
+        "scenario": opts.scenario,
+        "orders": (
+            f"{opts.orders_per_second:g}/s for {opts.duration:g} s"
+            if opts.scenario == "rate"
+            else f"{opts.orders} ({opts.scenario})"
+        ),
+        "cancelled / address updated": f"{opts.cancel_share:.0%} / {opts.update_share:.0%}",
+        "extra status reads": f"{opts.reads_per_second:g}/s",
+    }
+    page = report.write(_records, summary, Path(opts.report_dir), title, parameters)
     print(report.text(summary, page), flush=True)  # noqa: T201 - the run's result
     if summary.not_finished or summary.errors > summary.shed:
         environment.process_exit_code = 1

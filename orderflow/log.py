@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
+from orderflow.forced_failure import is_forced_failure
 from orderflow.tracing import current_trace_ids
-from workers.flaky import is_forced_failure
 
 _TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         10,
         gt=0,
         description="How long the API waits for the order worker to accept or reject "
-        "approve/cancel/update-address before answering 503.",
+        "cancel/update-address before answering 503 (approve is a signal: it does not wait).",
     )
     step_mode: Literal["local", "regular"] = Field(
         "local",
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         False,
         description="Run workflow code in the SDK's sandbox, which catches non-deterministic "
         "calls at run time. The workflow tests (tests/workers) run it sandboxed; workers "
-        "default to off: the sandbox costs ~15 % more worker CPU (docs/design.md).",
+        "default to off for its CPU cost (docs/decisions/0008-workflow-sandbox-off-by-default.md).",
     )
     worker_workflow_task_pollers: int = Field(
         20,

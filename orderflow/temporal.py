@@ -11,9 +11,9 @@ from temporalio.converter import DefaultFailureConverter, PayloadConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from orderflow.forced_failure import is_forced_failure
 from orderflow.settings import Settings
 from orderflow.tracing import temporal_interceptors
-from workers.flaky import is_forced_failure
 
 
 class ForcedFailuresWithoutTraces(DefaultFailureConverter):

@@ -1,12 +1,9 @@
 """Several attempts of one step inside one local-activity call, each cut at its deadline.
 
-Why not one call per attempt: every local-activity call costs the worker about
-2.7 ms of CPU in the SDK (the task's hand-off from the core, its completion, the
-workflow activation that follows, the history marker), measured with
-100 workflows of 12 failing attempts each: 43 ms of worker CPU a workflow one call
-per attempt, 12 ms with the attempts in one call (docs/design.md). flaky_call fails
-two attempts in three, so most of the workers' CPU went to that machinery rather
-than to the orders.
+Why not one call per attempt: every local-activity call costs the worker CPU in the
+SDK (the hand-off from the core, the completion, the activation that follows, the
+history marker), and flaky_call fails two attempts in three, so that machinery would
+be most of the workers' work (docs/decisions/0001).
 
 Each attempt still runs under its own deadline: ``asyncio.timeout`` cancels a hung
 flaky_call at the deadline, the same cancellation the SDK applies to a local

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+from orderflow.forced_failure import FORCED_FAILURE as FORCED_FAILURE
+
 FAILURE_BELOW = 0.33
-FORCED_FAILURE = "Forced failure for testing"
 HANG_BELOW = 0.67
 HANG_SECONDS = 300
 
@@ -37,8 +38,3 @@ async def flaky_call() -> None:
         raise RuntimeError(FORCED_FAILURE)
     if draw < HANG_BELOW:
         await asyncio.sleep(HANG_SECONDS)
-
-
-def is_forced_failure(error: BaseException) -> bool:
-    """flaky_call's designed failure (the logs and the failure converter treat it as routine)."""
-    return isinstance(error, RuntimeError) and str(error) == FORCED_FAILURE

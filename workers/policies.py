@@ -1,29 +1,16 @@
 """Every timeout and retry rule of the order process, in one place, with its reason.
 
-The numbers come from measurements on the Temporal dev server 1.32 (see
-docs/design.md):
+Every step is a local activity whose attempts follow each other inside the call,
+each cut at its own deadline in the worker (``workers/attempts.py``): a server-side
+retry costs about a second and a server-side timeout does not stop a hung
+coroutine, so six steps failing two times in three would not fit in 15 s.
 
-* A server-side activity retry costs about 1 s whatever ``initial_interval``
-  is, and a server-side start-to-close timeout does not stop the coroutine:
-  ``flaky_call``'s 300 s sleep keeps holding a worker slot. Six steps that fail
-  two times in three blow the 15 s budget that way (p50 about 17 s).
-* Local activities run in the worker. Their start-to-close timeout is enforced
-  there: the attempt's coroutine is cancelled at the deadline, and the next
-  attempt starts within milliseconds, with no server round trip.
+Each call is a marker in the history and orders have no execution timeout
+(compensation must not be cut short), so a step that fails more often than chance
+explains (an outage) is handed to ONE regular activity retried by the server:
+those retries add no history events however long the outage lasts.
 
-So every step is a local activity, and the attempts of a step follow each other
-inside the call, each cut at its own deadline (``workers/attempts.py``), with no
-server round trip and none of the SDK's per-call work between them. Each call
-reports its attempts back, so ``status`` shows them a call at a time.
-
-Each of those calls is a marker in the workflow's history, though, and the
-orders have no execution timeout (compensation must never be cut short). A
-step that keeps failing for as long as an outage lasts would grow the history
-without bound, and a refund during a day-long database outage would end up at
-Temporal's history limits. So a step that has failed more often than chance
-explains is handed to ONE regular activity, retried by the Temporal server:
-server-side retries add no history events, whatever their number, and their
-~1 s cost does not matter once the database is down anyway.
+Reasons and evidence: docs/design.md, docs/decisions/0001 and 0005.
 """
 
 from __future__ import annotations
@@ -48,8 +35,8 @@ OUTAGE_RETRY = RetryPolicy(
 )
 
 # "local" is the design. "regular" hands every step to the server at its first attempt,
-# retried as fast as the server goes: the design the measurements rule out, so that
-# `make bench` can show what it costs. The hand-over itself is production code (above).
+# so that `make bench` can show what the ruled-out design costs. The hand-over itself
+# is production code (above).
 StepMode = Literal["local", "regular"]
 REGULAR_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -65,36 +52,25 @@ CALL_SLACK = timedelta(seconds=1)
 
 @dataclass(frozen=True)
 class StepPolicy:
-    # Deadline of one attempt. flaky_call either answers at once or sleeps 300 s,
-    # and the real work is one small Postgres transaction (a few ms). Each hung
-    # attempt costs exactly this, so it dominates latency: 34 % of attempts hang,
-    # about six per order. 150 ms is still ~30x the work: at 10 orders/s (machine
-    # 75 % busy) timeouts were 1856 of 5539 attempts against 1855 expected from
-    # flaky_call alone, i.e. no attempt that did not hang was cut. 250 ms gave
-    # p50 1.9-2.2 s and p99 4.8-5.5 s there; 150 ms p50 1.3 s and p99 3.3 s.
+    # Deadline of one attempt. Every hung attempt costs exactly this (about six an
+    # order), so it dominates latency; the real work is one small transaction of a
+    # few ms, so 150 ms cuts only the attempts that hang (docs/design.md).
     attempt_timeout: timedelta = timedelta(milliseconds=150)
     # After this many timeouts in a row the deadline grows by half each time (up
-    # to the cap). Four hangs in a row happen by chance 1.3 % of the time (0.34^4)
-    # and then cost one slightly longer attempt; but if the work itself has become
-    # slower than the deadline (a loaded database), the step still gets through
-    # instead of timing out forever.
+    # to the cap), so that work that has become slower than the deadline (a loaded
+    # database) still gets through. By chance (0.34^4, 1.3 %) it costs one longer attempt.
     timeouts_before_stretch: int = 4
     stretch_factor: float = 1.5
     attempt_timeout_cap: timedelta = timedelta(seconds=4)
-    # flaky_call's failures are independent coin flips: waiting before the next
-    # attempt only adds latency, so the local attempts follow each other at once. A
-    # step fails 30 times in a row by chance only 6 times in a million (0.67^30);
-    # past that it looks like an outage (the database is down) and the step is handed
-    # to the server (OUTAGE_RETRY), which backs off and keeps the history bounded:
-    # at most this many attempts (and a marker per call) per step, whatever the
-    # outage's length.
+    # flaky_call's failures are independent, so waiting between attempts only adds
+    # latency. 30 failures in a row happen by chance 6 times in a million (0.67^30);
+    # past that it is an outage, and the step goes to the server (OUTAGE_RETRY), which
+    # backs off and keeps the history bounded whatever the outage's length.
     local_attempts: int = 30
-    # Attempts made one after the other inside one local-activity call
-    # (workers/attempts.py): each call costs the worker ~2.7 ms of CPU in the SDK,
-    # so one call per attempt spent most of its CPU there. A step needs more than 8
-    # attempts 4 % of the time (0.67^8), and then simply makes another call. The
-    # workflow learns of a call's attempts when it returns, so this also bounds how
-    # stale ``status`` is while a step keeps failing: 8 deadlines, 1.2 s.
+    # Attempts inside one local-activity call (workers/attempts.py): each call costs
+    # the worker's SDK CPU, so attempts share one. The workflow learns of a call's
+    # attempts when it returns, so this also bounds how stale ``status`` is while a
+    # step keeps failing (8 deadlines, 1.2 s). A step needs another call 4 % of the time.
     attempts_per_call: int = 8
     # The deadline of each server-side attempt once handed over: attempts are at
     # least a second apart then, so a long one costs little, and a database that

@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from functions import metrics
-from loadtest import bench, bench_report
+from loadtest import bench_report, prometheus_text
 
 
 def a_point(**extra: Any) -> dict[str, Any]:
@@ -54,9 +54,9 @@ def test_the_shed_cell_says_which_signal_refused_the_starts() -> None:
 
 
 def test_the_bench_reads_the_apis_refusals_by_signal_from_its_metrics() -> None:
-    before = bench.shed_counts(generate_latest(REGISTRY).decode())
+    before = prometheus_text.shed_counts(generate_latest(REGISTRY).decode())
     metrics.ORDERS_SHED.labels(reason="start_latency").inc(2)
-    after = bench.shed_counts(generate_latest(REGISTRY).decode())
+    after = prometheus_text.shed_counts(generate_latest(REGISTRY).decode())
     assert set(after) == {"active_orders", "start_latency"}
     assert after["start_latency"] == before["start_latency"] + 2
     assert after["active_orders"] == before["active_orders"]
@@ -73,7 +73,7 @@ persistence_requests{operation="GetNamespace",service_name="frontend"} 3
 
 
 def test_temporals_work_is_read_from_its_metrics_by_service_and_operation() -> None:
-    work = bench.temporal_work(TEMPORAL_TEXT)
+    work = prometheus_text.temporal_work(TEMPORAL_TEXT)
     # The frontend's half of each workflow task is the same task: counted once.
     assert work["workflow tasks"] == 8
     assert work["executions started"] == 4

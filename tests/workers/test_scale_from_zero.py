@@ -43,7 +43,7 @@ async def test_an_order_waits_for_a_worker_and_completes_when_one_starts(
         FLAKY="off",
         LOG_FORMAT="json",
         # The session's database keeps orders other tests left mid-way (their workers
-        # are gone); admission would count them (66 once, over its limit of 60).
+        # are gone); admission would count them as load and could refuse this test's start.
         SHED_QUEUE_SECONDS="0",
     )
     api = f"http://127.0.0.1:{api_port}"

@@ -85,3 +85,9 @@ def test_a_cancel_accepted_while_shipping_waits_for_an_address_is_honoured(
         OrderProtocol.store_an_address,
         *[OrderProtocol.advance] * 4,
     )
+
+
+def test_a_cancel_is_refused_once_the_order_is_failing(model: ModelRuntime) -> None:
+    # Found by `make test-model`: validation failed for good, and while the order
+    # recorded its decision to fail a cancel was accepted (202); it ended FAILED.
+    replay(model, OrderProtocol.advance, OrderProtocol.break_the_step, OrderProtocol.cancel)

@@ -73,6 +73,7 @@ class OrderWorkflow:
         self._addresses_persisting = 0
         self._recorded = False  # the order's row exists (its first step committed)
         self._closing = False
+        self._failing = False
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
         self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
@@ -237,6 +238,7 @@ class OrderWorkflow:
             # The customer was told the cancel was accepted: that is how the order ends.
             # What failed stays in the errors that status reports.
             return await self._end_cancelled()
+        self._failing = True  # from here a cancel is refused: it could not be honoured
         await self._decision_recorded()
         await self._refund_if_charged()
         return await self._close(OrderState.FAILED, reason)
@@ -420,7 +422,7 @@ class OrderWorkflow:
     def _reject_if_over(self) -> None:
         if self._state.terminal:
             raise _rejected(f"the order is already {self._state.value}")
-        if self._step in (Step.REFUND, Step.CLOSE, Step.DONE):
+        if self._failing or self._step in (Step.REFUND, Step.CLOSE, Step.DONE):
             raise _rejected("the order is ending")
 
     def _at(self, step: Step) -> None:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from fastapi import HTTPException, Response
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -90,7 +90,7 @@ class Ending:
     """What the order ended as, in each place that says so."""
 
     result: OrderResult | None
-    terminated: bool
+    terminated_at: float | None  # when an operator ended it, if one did
     row: store.OrderRow
     status: Any
     events: list[dict[str, Any]]
@@ -107,7 +107,7 @@ class OrderProtocol(RuleBasedStateMachine):
     def start(self, review: str) -> None:
         self.order_id = f"m-{uuid.uuid4().hex[:12]}"
         self.sent: list[Sent] = []
-        self.terminated = False
+        self.terminated_at: float | None = None
         rt = self.runtime
         self.handle = rt.call(
             rt.client.start_workflow(
@@ -172,6 +172,15 @@ class OrderProtocol(RuleBasedStateMachine):
         chosen = [g for g in gates.held(self.order_id) if which(g)]
         for gate in chosen[:1] if first_only else chosen:
             self.runtime.on_loop(lambda gate=gate: gates.set(gate, mode))  # type: ignore[misc]
+        self._settle()
+
+    @precondition(lambda self: self.terminated_at is None)
+    @rule()
+    def terminate(self) -> None:
+        """What an operator does from Temporal's UI: end the order's workflow."""
+        with contextlib.suppress(RPCError):  # it had ended already
+            self.runtime.call(self.handle.terminate("model: ended by an operator"))
+            self.terminated_at = time.monotonic()
         self._settle()
 
     @rule(kind=st.sampled_from(["order", "shipping"]))
@@ -239,10 +248,15 @@ class OrderProtocol(RuleBasedStateMachine):
             result = await asyncio.wait_for(self.handle.result(), 90)
         except WorkflowFailureError:
             terminated = True
-        async with rt.db.acquire() as conn:
-            row = await store.get_order(conn, self.order_id)
-            events = await store.list_events(conn, self.order_id)
-            payment = await store.get_payment(conn, self.order_id)
+        # An order Temporal ended is closed by the reconciler within a sweep or two.
+        for _ in range(100 if terminated else 1):
+            async with rt.db.acquire() as conn:
+                row = await store.get_order(conn, self.order_id)
+                events = await store.list_events(conn, self.order_id)
+                payment = await store.get_payment(conn, self.order_id)
+            if row is not None and row.state.terminal:
+                break
+            await asyncio.sleep(0.1)
         assert row is not None, "the order ended without a stored row"
         answer = await routes.order_status(self.order_id, rt.api, routes.StatusQuery())
         status = (
@@ -253,7 +267,7 @@ class OrderProtocol(RuleBasedStateMachine):
         dispatched = [e for e in events if e["type"] == "carrier_dispatched"]
         return Ending(
             result=result,
-            terminated=terminated,
+            terminated_at=self.terminated_at if terminated else None,
             row=row,
             status=status,
             events=events,
@@ -274,16 +288,26 @@ def check(sent: list[Sent], end: Ending) -> None:
 
 
 def ended_as(end: Ending) -> None:
-    """P1: the workflow, the database and GET /status agree on how the order ended."""
+    """P1: the workflow, the database and GET /status agree on how the order ended;
+    P5: one Temporal ended reads TERMINATED."""
     assert end.row.state.terminal, f"the order's row was left {end.row.state}"
     if end.result is not None:
         assert end.row.state == end.result.state, (end.row.state, end.result)
+    else:
+        assert end.terminated_at is not None, "the workflow failed on its own"
+        assert end.row.state == OrderState.TERMINATED, end.row
     assert end.status.state == end.row.state, (end.status.state, end.row.state)
 
 
 def cancels_honoured(sent: list[Sent], end: Ending) -> None:
     """P2: a cancel answered 202 ends the order CANCELLED; one answered 409 changed nothing."""
     cancels = [s for s in sent if s.kind == "cancel"]
+    if end.terminated_at is not None:
+        # An operator's terminate overrides what the order process promised before it;
+        # after it, nothing is accepted.
+        late = [c for c in cancels if c.sent_at > end.terminated_at]
+        assert not any(c.accepted for c in late), late
+        return
     if any(c.accepted for c in cancels):
         assert end.row.state == OrderState.CANCELLED, (
             f"a cancel was answered 202, yet the order ended {end.row.state} ({end.row.reason})"
@@ -305,6 +329,9 @@ def address_is_the_last_accepted(sent: list[Sent], end: Ending) -> None:
     allowed = [u.address for u in latest] or [ORIGINAL]
     allowed += [u.address for u in updates if u.may_have_been_accepted]
     stored = Address.model_validate(end.row.address)
+    if end.terminated_at is not None:
+        # Ended by an operator: a change accepted but not yet stored never will be.
+        allowed += [u.address for u in accepted] + [ORIGINAL]
     assert stored in allowed, (
         f"stored address {stored.city}, accepted: {[a.city for a in allowed if a]}"
     )
@@ -315,7 +342,8 @@ def address_is_the_last_accepted(sent: list[Sent], end: Ending) -> None:
 
 def money_moves_once(end: Ending) -> None:
     """P4: at most one charge, no charge after a void, every refund matches a charge;
-    a completed order is charged and dispatched once, any other end keeps no money."""
+    a completed order is charged and dispatched once, a cancelled or failed one keeps no
+    money, and one Temporal ended has its charge flagged for a refund decision."""
     kinds = [e["type"] for e in end.events]
     assert kinds.count("payment_charged") <= 1, kinds
     assert kinds.count("payment_refunded") <= kinds.count("payment_charged"), kinds
@@ -326,3 +354,7 @@ def money_moves_once(end: Ending) -> None:
     elif end.row.state in (OrderState.CANCELLED, OrderState.FAILED):
         assert end.payment is None or end.payment.status == "refunded", end.payment
         assert "carrier_dispatched" not in kinds, kinds
+    elif end.row.state == OrderState.TERMINATED:
+        # Neither refunded nor kept silently: a charge still held waits for a decision.
+        held = end.payment is not None and end.payment.status == "charged"
+        assert held == ("payment_needs_decision" in kinds), (end.payment, kinds)

@@ -40,6 +40,7 @@ from tests.workers.harness import step_double
 from workers.deadlines import DeadlineInterceptor
 from workers.order import business as order_business
 from workers.order.workflow import OrderWorkflow
+from workers.reconciler import Reconciler
 from workers.shipping import business as shipping_business
 from workers.shipping.workflow import ShippingWorkflow
 
@@ -112,6 +113,7 @@ class ModelRuntime:
             temporal_address=temporal_address,
             database_url=database_url,
             update_timeout_seconds=UPDATE_WAIT_SECONDS,
+            reconcile_interval_seconds=0.5,
         )
         self.order_queue = f"model-orders-{uuid.uuid4()}"
         self.shipping_queue = f"model-shipping-{uuid.uuid4()}"
@@ -120,6 +122,7 @@ class ModelRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._workers: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
         self._retiring: list[asyncio.Task[None]] = []
+        self._reconciling: asyncio.Task[None]
         self.client: Client
         self.db: asyncpg.Pool
         self.api: Resources
@@ -151,9 +154,13 @@ class ModelRuntime:
         self.api = Resources(self.settings)
         await self._start_worker("order")
         await self._start_worker("shipping")
+        # As in every order worker: orders Temporal ended are closed (sweeps often here).
+        reconciler = Reconciler(self.client, self.db, self.settings)
+        self._reconciling = asyncio.create_task(reconciler.run())
 
     def stop(self) -> None:
         async def _stop() -> None:
+            self._reconciling.cancel()
             for kind in list(self._workers):
                 await self._stop_worker(kind)
             await asyncio.gather(*self._retiring)

@@ -15,7 +15,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests.model.protocol import OrderProtocol
 from tests.model.runtime import ModelRuntime
 
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "20"))
 EXPLORE = os.environ.get("MODEL_EXPLORE") == "1"
 
 

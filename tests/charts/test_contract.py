@@ -20,6 +20,7 @@ from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT, Settings
 from tests.charts.chart import (
     CHART_DIR,
+    NAMESPACE,
     RELEASE,
     VALUE_SETS,
     Obj,
@@ -304,7 +305,12 @@ def test_keda_scales_each_worker_on_its_own_task_queue(name: str) -> None:
         target = scaled["spec"]["scaleTargetRef"]["name"]
         meta = scaled["spec"]["triggers"][0]["metadata"]
         assert meta["taskQueue"] == queues[target]
-        assert meta["endpoint"] == data["TEMPORAL_ADDRESS"]
+        # The same Temporal as the workers', named so that KEDA's namespace resolves it:
+        # the short Service name qualified with the release's namespace, or the given address.
+        host, _, port = data["TEMPORAL_ADDRESS"].rpartition(":")
+        if "." not in host:
+            host = f"{host}.{NAMESPACE}.svc.cluster.local"
+        assert meta["endpoint"] == f"{host}:{port}"
         assert meta["namespace"] == data["TEMPORAL_NAMESPACE"]
 
 

@@ -60,6 +60,17 @@ app.kubernetes.io/part-of: orderflow
 {{- end -}}
 {{- end -}}
 
+{{/* The same Temporal for a client outside the release's namespace (KEDA's operator runs
+     in keda.namespace, where the short name does not resolve): the dev server's full
+     name, or the external address as given. */}}
+{{- define "orderflow.temporalAddressFromAnywhere" -}}
+{{- if eq .Values.temporal.mode "dev" -}}
+{{- printf "%s.%s.svc.cluster.local:%v" (include "orderflow.component" (list . "temporal")) .Release.Namespace .Values.temporal.dev.grpcPort -}}
+{{- else -}}
+{{- include "orderflow.temporalAddress" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The built-in PostgreSQL's password: a Secret you manage, or the one the chart makes. */}}
 {{- define "orderflow.postgresSecretName" -}}
 {{- default (include "orderflow.component" (list . "postgres")) .Values.postgres.builtin.existingSecret -}}

@@ -99,12 +99,15 @@ CLUSTER    ?= orderflow
 NAMESPACE  ?= orderflow
 RELEASE    ?= orderflow
 IMAGE      ?= orderflow:dev
+# Every chart and the kind node image, pinned in one place (KEY=value, also read by
+# k8s/prod-install.sh).
+include k8s/versions.env
 
 kind-up: ## kind cluster from kind-config.yaml (3 nodes) plus metrics-server for the HPAs
-	kind create cluster --name $(CLUSTER) --config kind-config.yaml
+	kind create cluster --name $(CLUSTER) --config kind-config.yaml --image $(KIND_NODE_IMAGE)
 	helm repo add metrics-server https://kubernetes-sigs.github.io/metrics-server/ --force-update
 	helm upgrade --install metrics-server metrics-server/metrics-server -n kube-system \
-		--set 'args={--kubelet-insecure-tls}' --wait
+		--version $(METRICS_SERVER_CHART_VERSION) --set 'args={--kubelet-insecure-tls}' --wait
 
 images: ## build the image and load it into the kind nodes
 	docker build -t $(IMAGE) .
@@ -117,20 +120,24 @@ deploy: ## helm upgrade --install the chart with k8s/kind-values.yaml and wait u
 monitoring: ## kube-prometheus-stack, then the chart's ServiceMonitors and alert rules on
 	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
 	helm upgrade --install monitoring prometheus-community/kube-prometheus-stack -n monitoring \
-		--create-namespace -f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
+		--version $(KPS_CHART_VERSION) --create-namespace \
+		-f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --wait
 
 keda: ## KEDA, then both workers scale on their task-queue backlog (k8s/keda-values.yaml)
 	helm repo add kedacore https://kedacore.github.io/charts --force-update
-	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
+	helm upgrade --install keda kedacore/keda -n keda --version $(KEDA_CHART_VERSION) \
+		--create-namespace --wait
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/keda-values.yaml --wait
 
 scale-to-zero: ## KEDA + its HTTP add-on, then the API and both workers scale to zero when idle (k8s/scale-to-zero-values.yaml)
 	helm repo add kedacore https://kedacore.github.io/charts --force-update
-	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
-	helm upgrade --install http-add-on kedacore/keda-add-ons-http -n keda --version 0.15.0 --wait
+	helm upgrade --install keda kedacore/keda -n keda --version $(KEDA_CHART_VERSION) \
+		--create-namespace --wait
+	helm upgrade --install http-add-on kedacore/keda-add-ons-http -n keda \
+		--version $(KEDA_HTTP_ADD_ON_CHART_VERSION) --wait
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/scale-to-zero-values.yaml --wait
 
@@ -154,8 +161,11 @@ kind-down: ## delete the kind cluster and everything in it
 # OpenTelemetry Collector, then Orderflow against that Temporal. DRY_RUN=1 prints it.
 DRY_RUN          ?= 0
 OTEL             ?= 0
-ORDERFLOW_VALUES ?= k8s/kind-values.yaml
+ORDERFLOW_VALUES ?= k8s/prod-values.yaml
 
 prod-install: ## the production-style install, step by step; DRY_RUN=1 prints the commands, OTEL=1 adds tracing
 	@DRY_RUN=$(DRY_RUN) OTEL=$(OTEL) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) \
-		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) bash k8s/prod-install.sh
+		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) \
+		KPS_CHART_VERSION=$(KPS_CHART_VERSION) CNPG_CHART_VERSION=$(CNPG_CHART_VERSION) \
+		TEMPORAL_CHART_VERSION=$(TEMPORAL_CHART_VERSION) KEDA_CHART_VERSION=$(KEDA_CHART_VERSION) \
+		OTEL_COLLECTOR_CHART_VERSION=$(OTEL_COLLECTOR_CHART_VERSION) bash k8s/prod-install.sh

@@ -37,7 +37,7 @@ def test_kind_cluster_maps_the_node_ports_the_values_use() -> None:
     api = kind.get("Service", "orderflow-functions")["spec"]["ports"][0]["nodePort"]
     ui = kind.get("Service", "orderflow-temporal-ui")["spec"]["ports"][0]["nodePort"]
     grafana = _load("k8s/kube-prometheus-stack-values.yaml")["grafana"]["service"]["nodePort"]
-    assert mapped == {api: 8080, ui: 8233, grafana: 3000}
+    assert mapped == {api: 8080, ui: 18233, grafana: 3000}
     # Order and shipping workers land on the nodes labelled for them.
     pools = {n.get("labels", {}).get("orderflow.io/pool") for n in cluster["nodes"]}
     for worker, pool in (("order-worker", "orders"), ("shipping-worker", "shipping")):

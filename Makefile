@@ -141,14 +141,13 @@ scale-to-zero: ## KEDA + its HTTP add-on, then the API and both workers scale to
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/scale-to-zero-values.yaml --wait
 
-k8s-load: ## load-test Job in the cluster: make k8s-load RATE=10 DURATION=120
+# Through the KEDA HTTP interceptor when the release scales the API to zero; waits for
+# locust to end or the Job to fail, prints the summary, copies the report to $(REPORT).
+k8s-load: $(STAMP) ## load-test Job in the cluster, report to reports/: make k8s-load RATE=10 DURATION=120
 	docker build --target loadtest -t orderflow-loadtest:dev .
 	kind load docker-image orderflow-loadtest:dev --name $(CLUSTER)
-	kubectl -n $(NAMESPACE) delete job orderflow-load --ignore-not-found
-	kubectl set env --local -f k8s/loadtest-job.yaml RATE=$(RATE) DURATION=$(DURATION) \
-		-o yaml | kubectl -n $(NAMESPACE) apply -f -
-	kubectl -n $(NAMESPACE) wait --for=condition=complete job/orderflow-load --timeout=30m
-	kubectl -n $(NAMESPACE) logs job/orderflow-load
+	$(BIN)/python -m loadtest.k8s_load --namespace $(NAMESPACE) --release $(RELEASE) \
+		--rate $(RATE) --duration $(DURATION) --report-dir $(REPORT)
 
 k8s-smoke: ## helm test: one order through the API in the cluster, to COMPLETED
 	helm test $(RELEASE) -n $(NAMESPACE) --logs

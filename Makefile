@@ -113,7 +113,13 @@ images: ## build the image and load it into the kind nodes
 	docker build -t $(IMAGE) .
 	kind load docker-image $(IMAGE) --name $(CLUSTER)
 
-deploy: ## helm upgrade --install the chart with k8s/kind-values.yaml and wait until ready
+# The built-in PostgreSQL's password: a Secret the chart reads but never makes (GitOps-safe,
+# docs/kubernetes.md#gitops-the-database-password). Created here once, never overwritten.
+DB_SECRET ?= $(if $(findstring orderflow,$(RELEASE)),$(RELEASE),$(RELEASE)-orderflow)-postgres-password
+
+deploy: ## the database password Secret (once), then helm upgrade --install with k8s/kind-values.yaml
+	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
+	kubectl -n $(NAMESPACE) get secret $(DB_SECRET) >/dev/null 2>&1 || kubectl -n $(NAMESPACE) create secret generic $(DB_SECRET) --from-literal=password="$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')"
 	helm upgrade --install $(RELEASE) charts/orderflow -n $(NAMESPACE) --create-namespace \
 		-f k8s/kind-values.yaml --wait --timeout 10m
 
@@ -164,7 +170,7 @@ ORDERFLOW_VALUES ?= k8s/prod-values.yaml
 
 prod-install: ## the production-style install, step by step; DRY_RUN=1 prints the commands, OTEL=1 adds tracing
 	@DRY_RUN=$(DRY_RUN) OTEL=$(OTEL) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) \
-		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) \
+		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) DB_SECRET=$(DB_SECRET) \
 		KPS_CHART_VERSION=$(KPS_CHART_VERSION) CNPG_CHART_VERSION=$(CNPG_CHART_VERSION) \
 		TEMPORAL_CHART_VERSION=$(TEMPORAL_CHART_VERSION) KEDA_CHART_VERSION=$(KEDA_CHART_VERSION) \
 		OTEL_COLLECTOR_CHART_VERSION=$(OTEL_COLLECTOR_CHART_VERSION) bash k8s/prod-install.sh

@@ -28,6 +28,13 @@ ORDERFLOW_VALUES=${ORDERFLOW_VALUES:-k8s/prod-values.yaml}
 OTEL=${OTEL:-0}
 DRY_RUN=${DRY_RUN:-0}
 
+# The built-in PostgreSQL's password: a Secret the chart reads and never makes (GitOps-safe,
+# docs/kubernetes.md#gitops-the-database-password), <fullname>-postgres-password.
+case "$RELEASE" in
+  *orderflow*) DB_SECRET=${DB_SECRET:-$RELEASE-postgres-password} ;;
+  *) DB_SECRET=${DB_SECRET:-$RELEASE-orderflow-postgres-password} ;;
+esac
+
 total=$((OTEL == 1 ? 9 : 8))
 n=0
 step() {
@@ -40,6 +47,18 @@ run() {
   if [ "$DRY_RUN" != 1 ]; then
     "$@"
   fi
+}
+
+# Creates the Secret NAME in NAMESPACE with a random password, unless it exists: never
+# overwritten (PostgreSQL keeps the password it was initialised with). Never printed.
+create_secret_once() {
+  if kubectl -n "$1" get secret "$2" >/dev/null 2>&1; then
+    echo "    Secret $2 exists: kept"
+    return
+  fi
+  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$1" create secret generic "$2" \
+    --from-literal=password="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 }
 
 [ "$DRY_RUN" = 1 ] && echo "==> dry run: printing the commands only"
@@ -86,6 +105,7 @@ if [ "$OTEL" = 1 ]; then
 fi
 
 step "Orderflow against that Temporal, KEDA scaling, ServiceMonitors and alert rules"
+run create_secret_once "$NAMESPACE" "$DB_SECRET"
 run helm upgrade --install "$RELEASE" charts/orderflow -n "$NAMESPACE" --create-namespace \
   -f "$ORDERFLOW_VALUES" -f k8s/orderflow-external-temporal-values.yaml -f k8s/keda-values.yaml \
   --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \

@@ -71,13 +71,15 @@ app.kubernetes.io/part-of: orderflow
 {{- end -}}
 {{- end -}}
 
-{{/* The built-in PostgreSQL's password: a Secret you manage, or the one the chart makes. */}}
+{{/* The built-in PostgreSQL's password: a Secret the chart never creates (so that every
+     render is the same, with or without a cluster: GitOps-safe). `make deploy` creates
+     <fullname>-postgres-password once; postgres.builtin.existingSecret names another. */}}
 {{- define "orderflow.postgresSecretName" -}}
-{{- default (include "orderflow.component" (list . "postgres")) .Values.postgres.builtin.existingSecret -}}
+{{- default (include "orderflow.component" (list . "postgres-password")) .Values.postgres.builtin.existingSecret -}}
 {{- end -}}
 
 {{- define "orderflow.postgresSecretKey" -}}
-{{- if .Values.postgres.builtin.existingSecret -}}{{ .Values.postgres.builtin.secretKey }}{{- else -}}password{{- end -}}
+{{- .Values.postgres.builtin.secretKey -}}
 {{- end -}}
 
 {{/* An external database's DATABASE_URL: your Secret, or the one made from postgres.external.url. */}}

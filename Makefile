@@ -18,26 +18,58 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards lock lock-check \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Dependencies come from requirements/dev.txt: every package pinned with its hashes,
+# exported from uv.lock by `make lock` (pip needs nothing else, so a fresh machine with
+# Python 3.11 and pip installs exactly what CI and the image install). The project
+# itself goes in editable and without dependencies.
+$(STAMP): pyproject.toml requirements/dev.txt
 	@echo "==> creating $(VENV) and installing orderflow with its local services (about a minute the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev,load]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 	@echo "==> installed"
 
+# --- The lockfile (`make lock`). uv resolves once for every platform and Python the
+# project supports (uv.lock); the requirements/*.txt exports are what pip installs.
+UV_VERSION := 0.13.10
+UV         := $(VENV)/tools/uv/bin/uv
+# The dependency sets: make setup and CI (all extras), the image, its loadtest stage.
+LOCK_EXPORTS := requirements/dev.txt:--all-extras requirements/image.txt: requirements/loadtest.txt:--extra=load
+
+$(UV):
+	@test -x $(VENV)/tools/uv/bin/python || $(PYTHON) -m venv $(VENV)/tools/uv
+	@$(VENV)/tools/uv/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+CHECKOV_COMPILE = $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet \
+	requirements/checkov.in -o requirements/checkov.txt
+
+lock: $(UV) ## re-resolve every dependency to the newest allowed: uv.lock and requirements/*.txt (LOCK_ARGS=--upgrade-package=NAME for one)
+	$(UV) lock $(or $(LOCK_ARGS),--upgrade)
+	@$(foreach e,$(LOCK_EXPORTS),$(UV) export --frozen --quiet --no-emit-project $(word 2,$(subst :, ,$(e))) -o $(word 1,$(subst :, ,$(e))) &&) true
+	$(CHECKOV_COMPILE) $(or $(LOCK_ARGS),--upgrade)
+	@echo "==> uv.lock and requirements/*.txt updated; commit them"
+
+lock-check: $(UV) ## fail if uv.lock or requirements/*.txt do not match pyproject.toml (CI runs it)
+	$(UV) lock --check
+	@$(foreach e,$(LOCK_EXPORTS),$(UV) export --frozen --quiet --no-emit-project $(word 2,$(subst :, ,$(e))) -o $(word 1,$(subst :, ,$(e))) &&) true
+	@$(CHECKOV_COMPILE)
+	@git diff --quiet -- requirements/ || { git diff --stat -- requirements/; echo "requirements/*.txt are stale: run make lock and commit"; exit 1; }
+
 # checkov (the chart's security scan in `make test`) pins its own dependencies: own venv.
 CHECKOV_STAMP := $(VENV)/tools/checkov/.installed-stamp
-$(CHECKOV_STAMP):
+$(CHECKOV_STAMP): requirements/checkov.txt
 	@echo "==> installing checkov into $(VENV)/tools/checkov (a minute the first time)"
 	@test -x $(VENV)/tools/checkov/bin/python || $(PYTHON) -m venv $(VENV)/tools/checkov
-	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3.2,<4'
+	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/checkov.txt
 	@touch $@
 
 setup: $(STAMP) $(CHECKOV_STAMP) ## create the virtualenv and install (done automatically by the others)

@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards lock lock-check \
+.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards chart-docs lock lock-check \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -121,6 +121,9 @@ observe: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping `make run`'s stac
 
 dashboards: $(STAMP) ## regenerate the Grafana dashboards in charts/orderflow/dashboards
 	@$(BIN)/python -m observability.dashboards
+
+chart-docs: $(STAMP) ## regenerate charts/orderflow/values.schema.json and README.md from tools/chart_schema.py
+	@$(BIN)/python -m tools.chart_docs
 
 clean: ## remove the virtualenv and local data (orders, Temporal history)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -22,7 +22,7 @@ REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # Dependencies come from requirements/dev.txt: every package pinned with its hashes,
 # exported from uv.lock by `make lock` (pip needs nothing else, so a fresh machine with

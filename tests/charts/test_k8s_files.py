@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from typing import Any
 
 import kubernetes_validate
@@ -115,3 +116,18 @@ def test_scale_to_zero_values_on_kind_render_valid_objects() -> None:
         assert sets
         for crd_set in sets:
             assert crd_errors(obj, crd_set) == [], (obj["metadata"]["name"], crd_set)
+
+
+def test_make_help_lists_every_target_by_name() -> None:
+    """The Makefile includes k8s/versions.env: help must read the Makefile alone."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    listed = {line.split()[1] for line in result.stdout.splitlines() if line.strip()}
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert listed == set(re.findall(r"^([a-z0-9-]+):.*## ", makefile, re.M))

@@ -59,11 +59,48 @@ PULL_POLICY = ("Always", "IfNotPresent", "Never")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 
 
+DIGEST = r"^(sha256:[0-9a-f]{64})?$"
+
+
 def _scheduling() -> dict[str, Node]:
     return {
+        "priorityClassName": string("PriorityClass of the pods; empty: none."),
         "nodeSelector": string_map("Node labels the pods must match (pod spec nodeSelector)."),
         "tolerations": passthrough("Pod spec tolerations, passed through.", "array"),
         "affinity": passthrough("Pod spec affinity, passed through."),
+        "topologySpreadConstraints": passthrough(
+            "Pod spec topologySpreadConstraints; one without a labelSelector selects this "
+            "component's pods.",
+            "array",
+        ),
+    }
+
+
+def _pod_metadata(what: str) -> dict[str, Node]:
+    return {
+        "podLabels": string_map(f"Labels on {what} pods, after the chart-wide podLabels."),
+        "podAnnotations": string_map(
+            f"Annotations on {what} pods, after the chart-wide podAnnotations."
+        ),
+    }
+
+
+def _extras(what: str) -> dict[str, Node]:
+    return {
+        "extraEnv": passthrough(
+            f"More env entries of the {what} container (name/value or valueFrom).", "array"
+        ),
+        "extraVolumes": passthrough(f"More volumes of the {what} pods.", "array"),
+        "extraVolumeMounts": passthrough(f"More volumeMounts of the {what} container.", "array"),
+    }
+
+
+def _security(what: str) -> dict[str, Node]:
+    return {
+        "podSecurityContext": ref("podSecurityContext", f"The {what} pod's securityContext."),
+        "containerSecurityContext": ref(
+            "containerSecurityContext", f"The {what} container's securityContext."
+        ),
     }
 
 
@@ -78,6 +115,10 @@ def _autoscaling(what: str, minimum: int) -> Node:
                 "Average CPU use, in percent of the request, the HPA aims at.",
                 minimum=1,
                 maximum=100,
+            ),
+            "behavior": passthrough(
+                "The HPA's scaleUp/scaleDown policies (autoscaling/v2 behavior); empty: "
+                "Kubernetes' defaults."
             ),
         },
     )
@@ -143,6 +184,8 @@ def defs() -> dict[str, Node]:
                     "maxUnavailable": int_or_percent("Pods (or percent) a drain may take."),
                 },
             ),
+            **_pod_metadata("the worker's"),
+            **_extras("worker"),
             **_scheduling(),
         },
     )
@@ -154,18 +197,36 @@ def defs() -> dict[str, Node]:
             "The application image.",
             {
                 "repository": string("Image repository.", min_length=1),
-                "tag": string("Image tag; empty: the chart's appVersion."),
+                "tag": string(
+                    "Image tag; empty: the chart's appVersion. Also the "
+                    "app.kubernetes.io/version label."
+                ),
+                "digest": string(
+                    "sha256:<hex> pins the image by digest (repository:tag@digest); empty: "
+                    "the tag alone.",
+                    pattern=DIGEST,
+                ),
                 "pullPolicy": enum("When the kubelet pulls it.", *PULL_POLICY),
             },
         ),
         "pinnedImage": obj(
-            "A third-party image, pinned by tag.",
+            "A third-party image, pinned by tag (and digest if given).",
             {
                 "repository": string("Image repository.", min_length=1),
                 "tag": string("Image tag.", min_length=1),
+                "digest": string(
+                    "sha256:<hex> pins the image by digest (repository:tag@digest); empty: "
+                    "the tag alone.",
+                    pattern=DIGEST,
+                ),
                 "pullPolicy": enum("When the kubelet pulls it.", *PULL_POLICY),
             },
         ),
+        "podSecurityContext": passthrough(
+            "A pod securityContext, passed through; set runAsUser, runAsGroup and fsGroup to "
+            "null where the platform assigns UIDs (OpenShift)."
+        ),
+        "containerSecurityContext": passthrough("A container securityContext, passed through."),
         "worker": worker,
     }
 
@@ -197,6 +258,8 @@ def _temporal() -> Node:
                 },
                 optional=("nodePort",),
             ),
+            **_security("Temporal server's"),
+            **_pod_metadata("the Temporal server's"),
             **_scheduling(),
         },
     )
@@ -249,11 +312,17 @@ def _postgres() -> Node:
             "persistence": obj(
                 "The data directory's volume.",
                 {
+                    "enabled": boolean(
+                        "A PersistentVolumeClaim per pod; off: an emptyDir (data lost with "
+                        "the pod)."
+                    ),
                     "size": string("Requested size.", min_length=1),
                     "storageClass": string("StorageClass; empty: the cluster's default."),
                 },
             ),
             "resources": ref("resources", "The server container's requests and limits."),
+            **_security("PostgreSQL"),
+            **_pod_metadata("PostgreSQL's"),
             **_scheduling(),
         },
     )
@@ -354,6 +423,8 @@ def _functions() -> Node:
                     "kedaHttp": keda_http,
                 },
             ),
+            **_pod_metadata("the API's"),
+            **_extras("API"),
             **_scheduling(),
         },
     )
@@ -387,7 +458,24 @@ def schema() -> Node:
                 {
                     "create": boolean("Create one for the release."),
                     "name": string("Its name; empty: <fullname> (or default without create)."),
+                    "annotations": string_map(
+                        "Its annotations: IRSA (eks.amazonaws.com/role-arn), Workload Identity "
+                        "(iam.gke.io/gcp-service-account)."
+                    ),
                 },
+            ),
+            "podLabels": string_map("Labels on every pod of the chart."),
+            "podAnnotations": string_map("Annotations on every pod of the chart."),
+            "podSecurityContext": ref(
+                "podSecurityContext",
+                "The app's pods' securityContext (API, workers, migrations, helm test).",
+            ),
+            "containerSecurityContext": ref(
+                "containerSecurityContext", "The app's containers' securityContext."
+            ),
+            "revisionHistoryLimit": integer(
+                "Old revisions each Deployment and the StatefulSet keep for rollbacks.",
+                minimum=0,
             ),
             "config": obj(
                 "Settings shared by every process (orderflow/settings.py), in the ConfigMap.",
@@ -503,7 +591,10 @@ def schema() -> Node:
                 {
                     "smoke": obj(
                         "One order through the API to COMPLETED.",
-                        {"enabled": boolean("Render it.")},
+                        {
+                            "enabled": boolean("Render it."),
+                            "resources": ref("resources", "The test pod's requests and limits."),
+                        },
                     )
                 },
             ),

@@ -18,26 +18,58 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup browser run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+.PHONY: help setup browser run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards chart-docs lock lock-check \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Dependencies come from requirements/dev.txt: every package pinned with its hashes,
+# exported from uv.lock by `make lock` (pip needs nothing else, so a fresh machine with
+# Python 3.11 and pip installs exactly what CI and the image install). The project
+# itself goes in editable and without dependencies.
+$(STAMP): pyproject.toml requirements/dev.txt
 	@echo "==> creating $(VENV) and installing orderflow with its local services (about a minute the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev,load]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 	@echo "==> installed"
 
+# --- The lockfile (`make lock`). uv resolves once for every platform and Python the
+# project supports (uv.lock); the requirements/*.txt exports are what pip installs.
+UV_VERSION := 0.13.10
+UV         := $(VENV)/tools/uv/bin/uv
+# The dependency sets: make setup and CI (all extras), the image, its loadtest stage.
+LOCK_EXPORTS := requirements/dev.txt:--all-extras requirements/image.txt: requirements/loadtest.txt:--extra=load
+
+$(UV):
+	@test -x $(VENV)/tools/uv/bin/python || $(PYTHON) -m venv $(VENV)/tools/uv
+	@$(VENV)/tools/uv/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+CHECKOV_COMPILE = $(UV) pip compile --universal --generate-hashes --python-version 3.11 --quiet \
+	requirements/checkov.in -o requirements/checkov.txt
+
+lock: $(UV) ## re-resolve every dependency to the newest allowed: uv.lock and requirements/*.txt (LOCK_ARGS=--upgrade-package=NAME for one)
+	$(UV) lock $(or $(LOCK_ARGS),--upgrade)
+	@$(foreach e,$(LOCK_EXPORTS),$(UV) export --frozen --quiet --no-emit-project $(word 2,$(subst :, ,$(e))) -o $(word 1,$(subst :, ,$(e))) &&) true
+	$(CHECKOV_COMPILE) $(or $(LOCK_ARGS),--upgrade)
+	@echo "==> uv.lock and requirements/*.txt updated; commit them"
+
+lock-check: $(UV) ## fail if uv.lock or requirements/*.txt do not match pyproject.toml (CI runs it)
+	$(UV) lock --check
+	@$(foreach e,$(LOCK_EXPORTS),$(UV) export --frozen --quiet --no-emit-project $(word 2,$(subst :, ,$(e))) -o $(word 1,$(subst :, ,$(e))) &&) true
+	@$(CHECKOV_COMPILE)
+	@git diff --quiet -- requirements/ || { git diff --stat -- requirements/; echo "requirements/*.txt are stale: run make lock and commit"; exit 1; }
+
 # checkov (the chart's security scan in `make test`) pins its own dependencies: own venv.
 CHECKOV_STAMP := $(VENV)/tools/checkov/.installed-stamp
-$(CHECKOV_STAMP):
+$(CHECKOV_STAMP): requirements/checkov.txt
 	@echo "==> installing checkov into $(VENV)/tools/checkov (a minute the first time)"
 	@test -x $(VENV)/tools/checkov/bin/python || $(PYTHON) -m venv $(VENV)/tools/checkov
-	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3.2,<4'
+	@$(VENV)/tools/checkov/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/checkov.txt
 	@touch $@
 
 # The load report's page is checked in a real browser (tests/loadtest/test_report_page.py):
@@ -103,6 +135,9 @@ observe: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping `make run`'s stac
 dashboards: $(STAMP) ## regenerate the Grafana dashboards in charts/orderflow/dashboards
 	@$(BIN)/python -m observability.dashboards
 
+chart-docs: $(STAMP) ## regenerate charts/orderflow/values.schema.json and README.md from tools/chart_schema.py
+	@$(BIN)/python -m tools.chart_docs
+
 clean: ## remove the virtualenv and local data (orders, Temporal history)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
 
@@ -112,49 +147,61 @@ CLUSTER    ?= orderflow
 NAMESPACE  ?= orderflow
 RELEASE    ?= orderflow
 IMAGE      ?= orderflow:dev
+# Every chart and the kind node image, pinned in one place (KEY=value, also read by
+# k8s/prod-install.sh).
+include k8s/versions.env
 
 kind-up: ## kind cluster from kind-config.yaml (3 nodes) plus metrics-server for the HPAs
-	kind create cluster --name $(CLUSTER) --config kind-config.yaml
+	kind create cluster --name $(CLUSTER) --config kind-config.yaml --image $(KIND_NODE_IMAGE)
 	helm repo add metrics-server https://kubernetes-sigs.github.io/metrics-server/ --force-update
 	helm upgrade --install metrics-server metrics-server/metrics-server -n kube-system \
-		--set 'args={--kubelet-insecure-tls}' --wait
+		--version $(METRICS_SERVER_CHART_VERSION) --set 'args={--kubelet-insecure-tls}' --wait
 
 images: ## build the image and load it into the kind nodes
 	docker build -t $(IMAGE) .
 	kind load docker-image $(IMAGE) --name $(CLUSTER)
 
-deploy: ## helm upgrade --install the chart with k8s/kind-values.yaml and wait until ready
+# The built-in PostgreSQL's password: a Secret the chart reads but never makes (GitOps-safe,
+# docs/kubernetes.md#gitops-the-database-password). Created here once, never overwritten.
+DB_SECRET ?= $(if $(findstring orderflow,$(RELEASE)),$(RELEASE),$(RELEASE)-orderflow)-postgres-password
+
+deploy: ## the database password Secret (once), then helm upgrade --install with k8s/kind-values.yaml
+	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
+	kubectl -n $(NAMESPACE) get secret $(DB_SECRET) >/dev/null 2>&1 || kubectl -n $(NAMESPACE) create secret generic $(DB_SECRET) --from-literal=password="$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')"
 	helm upgrade --install $(RELEASE) charts/orderflow -n $(NAMESPACE) --create-namespace \
 		-f k8s/kind-values.yaml --wait --timeout 10m
 
 monitoring: ## kube-prometheus-stack, then the chart's ServiceMonitors and alert rules on
 	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
 	helm upgrade --install monitoring prometheus-community/kube-prometheus-stack -n monitoring \
-		--create-namespace -f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
+		--version $(KPS_CHART_VERSION) --create-namespace \
+		-f k8s/kube-prometheus-stack-values.yaml --wait --timeout 10m
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --wait
 
 keda: ## KEDA, then both workers scale on their task-queue backlog (k8s/keda-values.yaml)
 	helm repo add kedacore https://kedacore.github.io/charts --force-update
-	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
+	helm upgrade --install keda kedacore/keda -n keda --version $(KEDA_CHART_VERSION) \
+		--create-namespace --wait
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/keda-values.yaml --wait
 
 scale-to-zero: ## KEDA + its HTTP add-on, then the API and both workers scale to zero when idle (k8s/scale-to-zero-values.yaml)
 	helm repo add kedacore https://kedacore.github.io/charts --force-update
-	helm upgrade --install keda kedacore/keda -n keda --create-namespace --wait
-	helm upgrade --install http-add-on kedacore/keda-add-ons-http -n keda --version 0.15.0 --wait
+	helm upgrade --install keda kedacore/keda -n keda --version $(KEDA_CHART_VERSION) \
+		--create-namespace --wait
+	helm upgrade --install http-add-on kedacore/keda-add-ons-http -n keda \
+		--version $(KEDA_HTTP_ADD_ON_CHART_VERSION) --wait
 	helm upgrade $(RELEASE) charts/orderflow -n $(NAMESPACE) --reuse-values \
 		-f k8s/scale-to-zero-values.yaml --wait
 
-k8s-load: ## load-test Job in the cluster: make k8s-load RATE=10 DURATION=120
+# Through the KEDA HTTP interceptor when the release scales the API to zero; waits for
+# locust to end or the Job to fail, prints the summary, copies the report to $(REPORT).
+k8s-load: $(STAMP) ## load-test Job in the cluster, report to reports/: make k8s-load RATE=10 DURATION=120
 	docker build --target loadtest -t orderflow-loadtest:dev .
 	kind load docker-image orderflow-loadtest:dev --name $(CLUSTER)
-	kubectl -n $(NAMESPACE) delete job orderflow-load --ignore-not-found
-	kubectl set env --local -f k8s/loadtest-job.yaml RATE=$(RATE) DURATION=$(DURATION) \
-		-o yaml | kubectl -n $(NAMESPACE) apply -f -
-	kubectl -n $(NAMESPACE) wait --for=condition=complete job/orderflow-load --timeout=30m
-	kubectl -n $(NAMESPACE) logs job/orderflow-load
+	$(BIN)/python -m loadtest.k8s_load --namespace $(NAMESPACE) --release $(RELEASE) \
+		--rate $(RATE) --duration $(DURATION) --report-dir $(REPORT)
 
 k8s-smoke: ## helm test: one order through the API in the cluster, to COMPLETED
 	helm test $(RELEASE) -n $(NAMESPACE) --logs
@@ -167,8 +214,11 @@ kind-down: ## delete the kind cluster and everything in it
 # OpenTelemetry Collector, then Orderflow against that Temporal. DRY_RUN=1 prints it.
 DRY_RUN          ?= 0
 OTEL             ?= 0
-ORDERFLOW_VALUES ?= k8s/kind-values.yaml
+ORDERFLOW_VALUES ?= k8s/prod-values.yaml
 
 prod-install: ## the production-style install, step by step; DRY_RUN=1 prints the commands, OTEL=1 adds tracing
 	@DRY_RUN=$(DRY_RUN) OTEL=$(OTEL) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) \
-		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) bash k8s/prod-install.sh
+		ORDERFLOW_VALUES=$(ORDERFLOW_VALUES) DB_SECRET=$(DB_SECRET) \
+		KPS_CHART_VERSION=$(KPS_CHART_VERSION) CNPG_CHART_VERSION=$(CNPG_CHART_VERSION) \
+		TEMPORAL_CHART_VERSION=$(TEMPORAL_CHART_VERSION) KEDA_CHART_VERSION=$(KEDA_CHART_VERSION) \
+		OTEL_COLLECTOR_CHART_VERSION=$(OTEL_COLLECTOR_CHART_VERSION) bash k8s/prod-install.sh

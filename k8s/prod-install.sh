@@ -7,23 +7,33 @@
 #   make prod-install                 run it (needs kubectl and helm, a cluster, the image)
 #   make prod-install DRY_RUN=1       print the commands, run nothing
 #   make prod-install OTEL=1          with the collector; the processes send traces to it
-#   ORDERFLOW_VALUES=my-values.yaml   your image/registry values instead of kind's
+#   ORDERFLOW_VALUES=my-values.yaml   your values instead of k8s/prod-values.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Pinned chart versions. The Temporal and collector charts' values.yaml, and the
+# Pinned chart versions: k8s/versions.env, the one place (a value already in the
+# environment wins). The Temporal and collector charts' values.yaml, and the
 # CloudNativePG 1.30.0 CRDs, are kept in tests/charts/upstream/ and checked against.
-CNPG_CHART_VERSION=${CNPG_CHART_VERSION:-0.29.0}        # operator 1.30.0
-TEMPORAL_CHART_VERSION=${TEMPORAL_CHART_VERSION:-1.6.0} # server 1.31.2
-KPS_CHART_VERSION=${KPS_CHART_VERSION:-88.5.3}          # kube-prometheus-stack
-KEDA_CHART_VERSION=${KEDA_CHART_VERSION:-2.20.2}        # KEDA 2.20.2
-OTEL_COLLECTOR_CHART_VERSION=${OTEL_COLLECTOR_CHART_VERSION:-0.170.0} # collector 0.158.0
+while IFS='=' read -r key value; do
+  case "$key" in '' | '#'*) continue ;; esac
+  if [ -z "${!key:-}" ]; then
+    printf -v "$key" '%s' "$value"
+  fi
+done <k8s/versions.env
 
 NAMESPACE=${NAMESPACE:-orderflow}
 RELEASE=${RELEASE:-orderflow}
-ORDERFLOW_VALUES=${ORDERFLOW_VALUES:-k8s/kind-values.yaml}
+# Production values: no kind settings, FLAKY off (k8s/prod-values.yaml).
+ORDERFLOW_VALUES=${ORDERFLOW_VALUES:-k8s/prod-values.yaml}
 OTEL=${OTEL:-0}
 DRY_RUN=${DRY_RUN:-0}
+
+# The built-in PostgreSQL's password: a Secret the chart reads and never makes (GitOps-safe,
+# docs/kubernetes.md#gitops-the-database-password), <fullname>-postgres-password.
+case "$RELEASE" in
+  *orderflow*) DB_SECRET=${DB_SECRET:-$RELEASE-postgres-password} ;;
+  *) DB_SECRET=${DB_SECRET:-$RELEASE-orderflow-postgres-password} ;;
+esac
 
 total=$((OTEL == 1 ? 9 : 8))
 n=0
@@ -37,6 +47,18 @@ run() {
   if [ "$DRY_RUN" != 1 ]; then
     "$@"
   fi
+}
+
+# Creates the Secret NAME in NAMESPACE with a random password, unless it exists: never
+# overwritten (PostgreSQL keeps the password it was initialised with). Never printed.
+create_secret_once() {
+  if kubectl -n "$1" get secret "$2" >/dev/null 2>&1; then
+    echo "    Secret $2 exists: kept"
+    return
+  fi
+  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$1" create secret generic "$2" \
+    --from-literal=password="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 }
 
 [ "$DRY_RUN" = 1 ] && echo "==> dry run: printing the commands only"
@@ -83,6 +105,7 @@ if [ "$OTEL" = 1 ]; then
 fi
 
 step "Orderflow against that Temporal, KEDA scaling, ServiceMonitors and alert rules"
+run create_secret_once "$NAMESPACE" "$DB_SECRET"
 run helm upgrade --install "$RELEASE" charts/orderflow -n "$NAMESPACE" --create-namespace \
   -f "$ORDERFLOW_VALUES" -f k8s/orderflow-external-temporal-values.yaml -f k8s/keda-values.yaml \
   --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \

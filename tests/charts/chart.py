@@ -107,8 +107,8 @@ def render_set(name: str) -> Rendered:
     return render(load_values(VALUE_SETS[name]))
 
 
-def render(values: dict[str, Any]) -> Rendered:
-    manifests = _chart().render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+def render(values: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
+    manifests = _chart().render(values, name=release, namespace=namespace, is_install=True)
     objects: list[Obj] = []
     notes = ""
     for path, text in sorted(manifests.items()):

@@ -1,22 +1,42 @@
-"""Rendered without a cluster, as `helm template` and Argo CD render the chart:
+"""Rendered without a cluster, as `helm template`, Argo CD and Flux render the chart:
 what the workloads read must not change from one render to the next.
 
-Without a cluster `lookup` finds nothing, so the chart-made PostgreSQL password
-is new at every render; PostgreSQL keeps the one it was initialised with, and
-the next pods would be locked out. `postgres.builtin.existingSecret` (ci/gitops)
-takes the password from a Secret the user manages instead.
+The chart used to generate the PostgreSQL password (randAlphaNum, kept across upgrades
+with `lookup`). Without a cluster `lookup` finds nothing, so every render made a new
+password; PostgreSQL keeps the one it was initialised with, and the next pods were
+locked out. Now the chart never creates that Secret: it reads
+`<fullname>-postgres-password` (created once by `make deploy`, or by you) or
+`postgres.builtin.existingSecret`, so every render is the same by default.
 """
 
 from __future__ import annotations
 
-import base64
+import re
 from typing import Any
 
-from tests.charts.chart import RELEASE, VALUE_SETS, Obj, Rendered, load_values, pod_spec, render
+import pytest
+
+from tests.charts.chart import (
+    CHART_DIR,
+    RELEASE,
+    VALUE_SETS,
+    Obj,
+    Rendered,
+    load_values,
+    pod_spec,
+    render,
+)
 
 GITOPS = load_values(VALUE_SETS["gitops"])
 EXISTING = GITOPS["postgres"]["builtin"]["existingSecret"]
-GENERATED = f"{RELEASE}-postgres"
+DEFAULT_SECRET = f"{RELEASE}-postgres-password"
+READERS = {
+    f"{RELEASE}-postgres",
+    f"{RELEASE}-functions",
+    f"{RELEASE}-order-worker",
+    f"{RELEASE}-shipping-worker",
+    f"{RELEASE}-migrations",
+}
 
 
 def password_refs(rendered: Rendered) -> dict[tuple[str, str], Any]:
@@ -35,42 +55,48 @@ def secrets(rendered: Rendered) -> dict[str, Obj]:
     return {s["metadata"]["name"]: s for s in rendered.kinds("Secret")}
 
 
-def test_with_an_existing_secret_every_render_is_the_same() -> None:
-    first, second = render(GITOPS), render(GITOPS)
+@pytest.mark.parametrize(
+    ("values", "secret"),
+    [({}, DEFAULT_SECRET), (GITOPS, EXISTING)],
+    ids=["default", "existing-secret"],
+)
+def test_every_render_is_the_same(values: dict[str, Any], secret: str) -> None:
+    """Failed before for the default: the generated password differed at each render."""
+    first, second = render(values), render(values)
     assert first.objects == second.objects
-    # Nothing generated: no password Secret at all, and every reader asks the user's.
-    assert GENERATED not in secrets(first)
+    # Nothing generated: no password Secret at all, and every reader asks the same one.
+    assert not {DEFAULT_SECRET, f"{RELEASE}-postgres", secret} & set(secrets(first))
     refs = password_refs(first)
-    readers = {workload for workload, _ in refs}
-    assert readers == {
-        f"{RELEASE}-postgres",
-        f"{RELEASE}-functions",
-        f"{RELEASE}-order-worker",
-        f"{RELEASE}-shipping-worker",
-        f"{RELEASE}-migrations",
-    }
-    assert all(ref == {"name": EXISTING, "key": "password"} for ref in refs.values()), refs
+    assert {workload for workload, _ in refs} == READERS
+    assert all(ref == {"name": secret, "key": "password"} for ref in refs.values()), refs
 
 
 def test_the_secret_key_is_configurable() -> None:
     values = {"postgres": {"builtin": {"existingSecret": EXISTING, "secretKey": "pg-pass"}}}
     refs = password_refs(render(values))
     assert refs and all(r == {"name": EXISTING, "key": "pg-pass"} for r in refs.values())
+    values = {"postgres": {"builtin": {"secretKey": "pg-pass"}}}
+    refs = password_refs(render(values))
+    assert refs and all(r == {"name": DEFAULT_SECRET, "key": "pg-pass"} for r in refs.values())
 
 
-def test_without_it_each_render_makes_a_new_password() -> None:
-    """What existingSecret is for: the references stay, the generated value does not."""
-    first, second = render({}), render({})
-    refs = password_refs(first)
-    assert refs == password_refs(second)
-    assert len(refs) == 5 and all(
-        r == {"name": GENERATED, "key": "password"} for r in refs.values()
-    )
-    passwords = [
-        base64.b64decode(secrets(r)[GENERATED]["data"]["password"]).decode()
-        for r in (first, second)
-    ]
-    assert passwords[0] != passwords[1]
-    # ... and that Secret is the only difference between the two renders.
-    others = [[o for o in r.objects if o["metadata"]["name"] != GENERATED] for r in (first, second)]
-    assert others[0] == others[1]
+def test_no_template_asks_the_cluster_or_chance() -> None:
+    """`lookup` answers only with a cluster, and a random value differs at every render."""
+    for template in (CHART_DIR / "templates").rglob("*"):
+        if template.is_file():
+            code = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", template.read_text(), flags=re.S)
+            found = re.findall(r"\b(lookup|rand\w+|uuidv4|genPrivateKey|genCA)\b", code)
+            assert not found, (template.name, found)
+
+
+def test_make_deploy_creates_the_default_secret_once_and_never_overwrites() -> None:
+    from tests.charts.test_versions import _make_dry_run
+
+    lines = _make_dry_run("deploy")
+    (create,) = [line for line in lines if "create secret generic" in line]
+    # Only when it is missing: kubectl get ... || kubectl create ...
+    assert "get secret" in create and "||" in create
+    assert create.index("get secret") < create.index("||") < create.index("create secret")
+    assert f"{DEFAULT_SECRET}" in create.replace("$(RELEASE)", RELEASE)
+    deploy = lines.index(create)
+    assert any("helm upgrade --install" in line for line in lines[deploy + 1 :])

@@ -127,6 +127,7 @@ def test_prod_install_dry_run_prints_the_steps_in_order(otel: bool) -> None:
         ("install", "temporal", "temporal/temporal", "1.6.0"),
         ("install", "keda", "kedacore/keda", "2.20.2"),
         *(collector if otel else []),
+        ("create_secret_once", "orderflow"),
         ("install", "orderflow", "charts/orderflow", "-"),
         ("helm", "test"),
     ]

@@ -282,7 +282,7 @@ def test_hooks_order_migrations_around_the_database() -> None:
 
 def test_notes_tell_how_to_reach_everything() -> None:
     kind = render_set("kind").notes
-    assert "http://localhost:8080" in kind and "http://localhost:8233" in kind
+    assert "http://localhost:8080" in kind and "http://localhost:18233" in kind
     assert "http://localhost:3000" in kind and "helm test orderflow" in kind
     default = render_set("default").notes
     assert "port-forward svc/orderflow-functions 8000:8000" in default

@@ -37,7 +37,7 @@ from tests.containers.podman import podman
 
 pytestmark = pytest.mark.containers
 
-SECRET = f"{RELEASE}-postgres"
+SECRET = f"{RELEASE}-postgres-password"  # what the Deployments read PGPASSWORD from
 
 
 def with_database(workload: Obj, dsn: str) -> Obj:

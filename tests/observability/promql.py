@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 # What Grafana would put in for its built-in variables over a short test run.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$__interval": "15s"}
+# `namespace`: the one `make observe` and the test stack label their targets with.
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__range": "10m",
+    "$__interval": "15s",
+    "$namespace": "orderflow",
+}
 
 _KEYWORDS = {
     "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",

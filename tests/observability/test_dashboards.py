@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 from observability import dashboards
 from observability.prometheus import RULES_FILE
+from observability.scope import scoped
 from tests.observability.promql import dashboard_queries, metric_names, rule_expressions
 
 
@@ -53,3 +55,28 @@ def test_metric_name_extraction_reads_what_queries_read() -> None:
 def test_every_panel_reads_a_metric() -> None:
     for uid, title, expr in dashboard_queries(dashboards.DASHBOARD_DIR):
         assert metric_names(expr), f"{uid} / {title}: {expr}"
+
+
+def test_every_query_is_scoped_to_the_chosen_namespaces() -> None:
+    """Without it, two releases in one Prometheus were added up on every panel."""
+    for path in dashboards.DASHBOARD_DIR.glob("*.json"):
+        dash = json.loads(path.read_text())
+        (variable,) = [v for v in dash["templating"]["list"] if v["name"] == "namespace"]
+        assert variable["includeAll"] and variable["allValue"] == ".*"
+    for uid, title, expr in dashboard_queries(dashboards.DASHBOARD_DIR):
+        selectors = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", expr)
+        scoped = {m for m, labels in selectors if dashboards.NAMESPACE_MATCHER in labels}
+        assert metric_names(expr) <= scoped, f"{uid} / {title}: {expr}"
+
+
+def test_scoping_adds_one_matcher_to_every_selector() -> None:
+    matcher = 'namespace=~"$namespace"'
+    assert scoped('sum by (le) (rate(a_bucket{x="y"}[5m])) or b * 0', matcher) == (
+        'sum by (le) (rate(a_bucket{namespace=~"$namespace",x="y"}[5m]))'
+        ' or b{namespace=~"$namespace"} * 0'
+    )
+    assert scoped("x * on (job, instance) group_left (component) info", matcher) == (
+        'x{namespace=~"$namespace"} * on (job, instance) group_left (component)'
+        ' info{namespace=~"$namespace"}'
+    )
+    assert scoped('max(a{s="}"}) > 0.5', matcher) == 'max(a{namespace=~"$namespace",s="}"}) > 0.5'

@@ -41,14 +41,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $ := index . 0 -}}
 helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "orderflow.selectorLabels" . }}
-app.kubernetes.io/version: {{ $.Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ default $.Chart.AppVersion $.Values.image.tag | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ $.Release.Service }}
 app.kubernetes.io/part-of: orderflow
 {{- end -}}
 
-{{/* Images ------------------------------------------------------------------ */}}
+{{/* Images: repository:tag, or repository:tag@digest with a digest ------------ */}}
+{{- define "orderflow.imageRef" -}}
+{{- $ref := printf "%s:%s" .repository (toString .tag) -}}
+{{- if .digest }}{{ printf "%s@%s" $ref .digest }}{{ else }}{{ $ref }}{{ end -}}
+{{- end -}}
+
 {{- define "orderflow.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "orderflow.imageRef" (merge (dict "tag" (default .Chart.AppVersion .Values.image.tag)) (omit .Values.image "tag")) -}}
 {{- end -}}
 
 {{/* Addresses and Secrets ---------------------------------------------------- */}}
@@ -60,13 +65,26 @@ app.kubernetes.io/part-of: orderflow
 {{- end -}}
 {{- end -}}
 
-{{/* The built-in PostgreSQL's password: a Secret you manage, or the one the chart makes. */}}
+{{/* The same Temporal for a client outside the release's namespace (KEDA's operator runs
+     in keda.namespace, where the short name does not resolve): the dev server's full
+     name, or the external address as given. */}}
+{{- define "orderflow.temporalAddressFromAnywhere" -}}
+{{- if eq .Values.temporal.mode "dev" -}}
+{{- printf "%s.%s.svc.cluster.local:%v" (include "orderflow.component" (list . "temporal")) .Release.Namespace .Values.temporal.dev.grpcPort -}}
+{{- else -}}
+{{- include "orderflow.temporalAddress" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The built-in PostgreSQL's password: a Secret the chart never creates (so that every
+     render is the same, with or without a cluster: GitOps-safe). `make deploy` creates
+     <fullname>-postgres-password once; postgres.builtin.existingSecret names another. */}}
 {{- define "orderflow.postgresSecretName" -}}
-{{- default (include "orderflow.component" (list . "postgres")) .Values.postgres.builtin.existingSecret -}}
+{{- default (include "orderflow.component" (list . "postgres-password")) .Values.postgres.builtin.existingSecret -}}
 {{- end -}}
 
 {{- define "orderflow.postgresSecretKey" -}}
-{{- if .Values.postgres.builtin.existingSecret -}}{{ .Values.postgres.builtin.secretKey }}{{- else -}}password{{- end -}}
+{{- .Values.postgres.builtin.secretKey -}}
 {{- end -}}
 
 {{/* An external database's DATABASE_URL: your Secret, or the one made from postgres.external.url. */}}
@@ -117,24 +135,67 @@ app.kubernetes.io/part-of: orderflow
 {{- if eq .Values.temporal.mode "external" -}}{{ .Values.temporal.external.apiKey.existingSecret }}{{- end -}}
 {{- end -}}
 
-{{/* Pod and container hardening shared by every own container ---------------- */}}
+{{/* Pod and container hardening of the app's own containers: values, not fixed UIDs
+     (podSecurityContext / containerSecurityContext; temporal.dev and postgres.builtin
+     have their own). */}}
 {{- define "orderflow.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "orderflow.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{/* A pod template's labels: the chart's (which win), then the component's podLabels,
+     then the chart-wide ones, then `extra` (the chart's own role labels).
+     include "orderflow.podLabels" (list $ "functions" $componentValues extraDict) */}}
+{{- define "orderflow.podLabels" -}}
+{{- $ := index . 0 -}}
+{{- $v := index . 2 -}}
+{{- $own := merge (include "orderflow.labels" (list $ (index . 1)) | fromYaml) (index . 3) -}}
+{{- toYaml (merge $own (default (dict) $v.podLabels) $.Values.podLabels) -}}
+{{- end -}}
+
+{{/* The user's pod annotations: the component's, then the chart-wide ones. */}}
+{{- define "orderflow.podAnnotations" -}}
+{{- $ := index . 0 -}}
+{{- $v := index . 1 -}}
+{{- with merge (dict) (default (dict) $v.podAnnotations) $.Values.podAnnotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where a component's pods run: include "orderflow.scheduling" (list $ "functions" $v).
+     A topologySpreadConstraint without a labelSelector selects the component's pods. */}}
+{{- define "orderflow.scheduling" -}}
+{{- $ := index . 0 -}}
+{{- $v := index . 2 -}}
+{{- $selector := include "orderflow.selectorLabels" (list $ (index . 1)) | fromYaml -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Secret env vars of the app containers (config lives in the ConfigMap) ---- */}}

@@ -91,3 +91,17 @@ def test_a_cancel_is_refused_once_the_order_is_failing(model: ModelRuntime) -> N
     # Found by `make test-model`: validation failed for good, and while the order
     # recorded its decision to fail a cancel was accepted (202); it ended FAILED.
     replay(model, OrderProtocol.advance, OrderProtocol.break_the_step, OrderProtocol.cancel)
+
+
+def test_a_cancel_after_an_address_change_and_the_approval_is_honoured(
+    model: ModelRuntime,
+) -> None:
+    # Bug 1 as `make test-model` found it on the code without its fix, shrunk: the
+    # approval and the cancel both land while the address change is being stored.
+    replay(
+        model,
+        *[OrderProtocol.advance] * 2,
+        OrderProtocol.update_address,
+        OrderProtocol.approve,
+        OrderProtocol.cancel,
+    )

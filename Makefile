@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup run test test-faults test-containers lint format migrate clean load bench cold-start observe dashboards \
+.PHONY: help setup run test test-faults test-containers lint format histories migrate clean load bench cold-start observe dashboards \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -55,6 +55,10 @@ test-faults: $(STAMP) ## kill/restart workers, PostgreSQL, Temporal under load (
 test-containers: $(STAMP) ## build the image with podman, run the chart's containers (docs/containers.md)
 	@bash k8s/containers/setup.sh
 	@$(BIN)/pytest -m containers --timeout=300 --durations=5 tests/containers
+
+# SET=dev (default) is the current code's set; SET=v0.1.0 records a release's (docs/releasing.md).
+histories: $(STAMP) ## record the replay gate's workflow histories from real runs (~30 s): SET=dev
+	@$(BIN)/python -m tests.replay.record --set $(or $(SET),dev)
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

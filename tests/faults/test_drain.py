@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 RATE = 5  # orders a second
 ORDERS = 60  # 12 s of load
-SIGTERM_AFTER_SECONDS = 5
+NEW_WORKER_AFTER_SECONDS = 4
 SLO_SECONDS = 15
 REDONE = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
@@ -57,29 +57,44 @@ def spawn_order_worker(stack: FaultStack, port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-async def new_order_worker(stack: FaultStack) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """A second order worker, as a rolling update's new pod, polling before the old
-    one is told to stop."""
-    port = free_port()
-    proc = spawn_order_worker(stack, port)
+def new_order_worker(stack: FaultStack) -> Iterator[NewWorker]:
+    """A second order worker, as a rolling update's new pod; the test starts it."""
+    worker = NewWorker(stack)
     try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+class NewWorker:
+    def __init__(self, stack: FaultStack) -> None:
+        self.stack = stack
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> float:
+        """Spawn it and wait until it polls; the seconds that took."""
+        began = time.monotonic()
+        self.proc = spawn_order_worker(self.stack, self.port)
         async with httpx.AsyncClient(timeout=2) as plain:
             for _ in range(100):
                 try:
-                    if (await plain.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
+                    ready = await plain.get(f"http://127.0.0.1:{self.port}/readyz")
+                    if ready.status_code == 200:
+                        return time.monotonic() - began
                 except httpx.TransportError:
                     pass
-                await asyncio.sleep(0.3)
-            else:
-                raise AssertionError("the new order worker never got ready")
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.2)
+        raise AssertionError("the new order worker never got ready")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self.proc.kill()
 
 
 def _exited(pid: int) -> bool:
@@ -91,11 +106,14 @@ def _exited(pid: int) -> bool:
 
 
 async def test_sigterm_drains_the_order_worker_under_load(
-    stack: FaultStack, http: httpx.AsyncClient, new_order_worker: subprocess.Popen[bytes]
+    stack: FaultStack, http: httpx.AsyncClient, new_order_worker: NewWorker
 ) -> None:
     client = Client(http)
     ids, placing = client.load("drain", count=ORDERS, spacing=1 / RATE)
-    await asyncio.sleep(SIGTERM_AFTER_SECONDS)
+    # As a rolling update: the old worker has every order so far; the new pod starts,
+    # polls, and only then is the old one told to stop.
+    await asyncio.sleep(NEW_WORKER_AFTER_SECONDS)
+    new_ready_in = await new_order_worker.start()
     stack.hold("order-worker")  # the old pod does not come back; the new one carries on
     old_pid = stack.kill("order-worker", signal.SIGTERM)
     sigterm_at = datetime.now().astimezone()
@@ -143,7 +161,8 @@ async def test_sigterm_drains_the_order_worker_under_load(
         longest = max(longest, (desc.close_time - desc.start_time).total_seconds())
 
     print(
-        f"drain: old worker stopped {drained_in:.1f} s after SIGTERM; {taken_over} orders"
+        f"drain: new worker ready in {new_ready_in:.1f} s; old worker stopped"
+        f" {drained_in:.1f} s after SIGTERM; {taken_over} orders"
         f" taken over mid-way, {finished_by_old_after_sigterm} had a task finished by the"
         f" old worker after SIGTERM; longest order {longest:.1f} s"
     )

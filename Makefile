@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup browser run test test-model test-faults test-containers lint format migrate clean load bench cold-start observe dashboards chart-docs lock lock-check \
+.PHONY: help setup browser run test test-model test-faults test-containers lint format histories migrate clean load bench cold-start observe dashboards chart-docs lock lock-check \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -100,6 +100,10 @@ test-model: $(STAMP) ## explore the order protocol's interleavings for ~10 min: 
 test-containers: $(STAMP) ## build the image with podman, run the chart's containers (docs/containers.md)
 	@bash k8s/containers/setup.sh
 	@$(BIN)/pytest -m containers --timeout=300 --durations=5 tests/containers
+
+# SET=dev (default) is the current code's set; SET=v0.1.0 records a release's (docs/releasing.md).
+histories: $(STAMP) ## record the replay gate's workflow histories from real runs (~30 s): SET=dev
+	@$(BIN)/python -m tests.replay.record --set $(or $(SET),dev)
 
 lint: $(STAMP) ## ruff and mypy
 	@echo "==> ruff"

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import uvicorn
 
+from functions.routes.orders import WAIT_MAX_SECONDS
 from orderflow.log import configure_logging
 from orderflow.settings import get_settings
 from orderflow.tracing import configure_tracing
 
-# In-flight requests are short (one Temporal or database call); this is ample.
-GRACEFUL_SHUTDOWN_SECONDS = 10
+# Most requests are one Temporal or database call, but a status long poll
+# (`?wait=`) is held for up to WAIT_MAX_SECONDS: the drain must outlast it, or a poll
+# in flight at SIGTERM is cut and its client gets a 500 (tests/functions/test_drain.py).
+# The chart's terminationGracePeriodSeconds for the API is longer still.
+GRACEFUL_SHUTDOWN_SECONDS = int(WAIT_MAX_SECONDS) + 5
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI
 
@@ -24,7 +25,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Orderflow",
-        version="0.1.0",
+        version=version("orderflow"),
         summary="Start orders, act on them, and follow them to the end.",
         lifespan=lifespan,
     )

@@ -4,9 +4,11 @@ Each process serves three endpoints on its own port, each answering one question
 (Kubernetes' probe guidance: kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle
 and .../configuration/liveness-readiness-startup-probes):
 
-* ``GET /healthz``, liveness: the event loop answers. It never looks at a dependency:
-  a failed liveness probe restarts the container, which cannot fix PostgreSQL or
-  Temporal and would restart every pod at once while they are away.
+* ``GET /healthz``, liveness: the event loop answers, and for a worker, its poller
+  works (workers/liveness.py: no poll came back from Temporal for minutes, far past
+  an idle worker's long polls and a Temporal restart). It never checks a dependency
+  itself: a failed liveness probe restarts the container, which cannot fix
+  PostgreSQL or Temporal and would restart every pod at once during a short outage.
 * ``GET /readyz``, readiness: this process takes work. The API from start-up until
   it shuts down; a worker while its Temporal worker polls (not before, not while
   it drains). Not the dependencies either: a pod that is not ready is taken out of
@@ -83,6 +85,11 @@ async def check(checks: Mapping[str, Check], within: float) -> dict[str, str]:
     return dict(await asyncio.gather(*(one(name, probe) for name, probe in checks.items())))
 
 
+class Liveness(BaseModel):
+    status: Literal["ok", "not_live"]
+    reason: str | None = None
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     reason: str | None = None
@@ -96,10 +103,19 @@ class Dependencies(BaseModel):
 class Probes:
     """One process's probes. ``ready`` is the process's own state, set by its owner."""
 
-    def __init__(self, checks: ChecksProvider, *, ready: bool, reason: str = "starting") -> None:
+    def __init__(
+        self,
+        checks: ChecksProvider,
+        *,
+        ready: bool,
+        reason: str = "starting",
+        not_live: Callable[[], str | None] | None = None,
+    ) -> None:
         self._checks = checks
         self.ready = ready
         self.reason = None if ready else reason
+        # Why the process is not live (a worker whose poller stopped), None while it is.
+        self._not_live = not_live or (lambda: None)
 
     def serving(self) -> None:
         self.ready, self.reason = True, None
@@ -111,10 +127,19 @@ class Probes:
         router = APIRouter(tags=["health"])
         checks_dep = Annotated[Mapping[str, Check], Depends(self._checks)]
 
-        @router.get("/healthz")
-        async def healthz() -> dict[str, str]:
-            """Liveness: the process answers. Never depends on PostgreSQL or Temporal."""
-            return {"status": "ok"}
+        @router.get(
+            "/healthz",
+            response_model=Liveness,
+            responses={503: {"model": Liveness, "description": "a worker's poller stopped"}},
+        )
+        async def healthz() -> JSONResponse:
+            """Liveness: the process answers (and a worker's poller works). Never a check
+            of PostgreSQL or Temporal."""
+            reason = self._not_live()
+            body = Liveness(status="not_live" if reason else "ok", reason=reason)
+            return JSONResponse(
+                body.model_dump(exclude_none=True), status_code=503 if reason else 200
+            )
 
         @router.get(
             "/readyz",

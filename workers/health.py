@@ -4,7 +4,8 @@ Served on WORKER_HTTP_HOST and the worker's port (ORDER_WORKER_HTTP_PORT /
 SHIPPING_WORKER_HTTP_PORT) by uvicorn inside the worker process, on the same
 event loop. The probes are the API's (orderflow/health.py): ready means the
 worker polls its task queue (workers/process.py marks it), whatever Temporal
-and PostgreSQL do meanwhile; /dependencies says what they do.
+and PostgreSQL do meanwhile; live means its polls come back (workers/liveness.py);
+/dependencies says what they do.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ class WorkerHealth:
         client: Client,
         pool: asyncpg.Pool,
         metrics: Callable[[], Awaitable[bytes]] | None = None,
+        not_live: Callable[[], str | None] | None = None,
     ) -> None:
         self.checks: dict[str, health.Check] = {
             "temporal": partial(health.temporal_ok, client),
             "database": partial(health.database_ok, pool),
         }
-        self.probes = health.Probes(lambda: self.checks, ready=False, reason="starting")
+        self.probes = health.Probes(
+            lambda: self.checks, ready=False, reason="starting", not_live=not_live
+        )
         self._metrics = metrics
 
     async def metrics(self) -> Response:

@@ -29,6 +29,7 @@ from orderflow.tracing import configure_tracing
 from workers import flaky
 from workers.deadlines import DeadlineInterceptor
 from workers.health import WorkerHealth
+from workers.liveness import PollWatch
 from workers.telemetry import WorkerMetrics
 
 log = get_logger(__name__)
@@ -99,7 +100,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    health = WorkerHealth(client, pool, metrics.render)
+    watch = PollWatch(metrics.sdk_text)
+    health = WorkerHealth(client, pool, metrics.render, not_live=watch.not_live)
     http = health.server(settings.worker_http_host, http_port(settings))
     http_task = asyncio.create_task(http.serve())
     log.info(
@@ -110,10 +112,16 @@ async def serve(
         http=f"{settings.worker_http_host}:{http_port(settings)}",
         tracing=settings.otel_traces_exporter if tracing else "off",
     )
-    async with worker, _alongside(background(client, settings, pool) if background else None):
+    async with (
+        worker,
+        _alongside(watch.run()),
+        _alongside(background(client, settings, pool) if background else None),
+    ):
         health.probes.serving()
+        watch.start()
         await stop.wait()
         health.probes.stopping("draining")
+        watch.stop()
         log.info(
             "shutting down: finishing in-flight tasks",
             grace_seconds=settings.worker_shutdown_grace_seconds,

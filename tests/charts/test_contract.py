@@ -14,6 +14,7 @@ import pytest
 import yaml
 from starlette.routing import Match
 
+from functions.__main__ import GRACEFUL_SHUTDOWN_SECONDS
 from functions.main import app as functions_app
 from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT, Settings
@@ -291,6 +292,15 @@ def test_workers_outlive_their_drain(name: str) -> None:
     for worker in ("order-worker", "shipping-worker"):
         deployment = rendered.get("Deployment", f"{RELEASE}-{worker}")
         assert pod_spec(deployment)["terminationGracePeriodSeconds"] > grace
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_api_outlives_its_drain(name: str) -> None:
+    """uvicorn's graceful shutdown (which outlasts a status long poll) ends before the
+    kubelet's SIGKILL, with time to spare for the process's own exit."""
+    deployment = render_set(name).get("Deployment", f"{RELEASE}-functions")
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert grace >= GRACEFUL_SHUTDOWN_SECONDS + 5
 
 
 @pytest.mark.parametrize("name", SETS)

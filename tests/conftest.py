@@ -68,7 +68,9 @@ class LocalPostgres:
 
     async def ready(self) -> None:
         admin = postgres.dsn(self.port, "postgres")
-        for _ in range(150):
+        # Seconds on a quiet machine; much longer with the suite and other stacks
+        # sharing its two cores (a restart once took over 15 s).
+        for _ in range(600):
             try:
                 conn = await asyncpg.connect(admin)
                 await conn.close()

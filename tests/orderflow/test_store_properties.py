@@ -70,7 +70,7 @@ async def apply(db: asyncpg.Pool, order_id: str, op: Op) -> str | None:
                 row = await store.charge_payment(
                     conn, order_id, f"pay-{order_id}-{op.payment}", 1999
                 )
-            except (store.PaymentIdConflict, store.PaymentVoided):
+            except (store.PaymentIdConflict, store.PaymentVoided, store.OrderEnded):
                 return None
             return row.payment_id
         if op.kind == "refund":

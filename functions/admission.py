@@ -5,14 +5,17 @@ inside Temporal: every order then finishes late, and start requests themselves
 wait for seconds. Refusing the excess at once (503 with Retry-After) keeps the
 admitted orders inside their 15 s. Two measured signals decide, each a setting:
 
-* active orders against the stack's measured pace: refused while more orders are
-  being processed than the stack finished in the last ``SHED_QUEUE_SECONDS``
-  (Little's law: orders in progress = completion rate x time each spends, so the
-  limit bounds the mean time of an admitted order on any host, at any scale), and
-  never below ``SHED_MIN_ACTIVE_ORDERS`` (an idle stack has no rate to measure yet).
+* the promise: by Little's law (orders in progress = completion rate x time each
+  spends), the active orders over the stack's measured completion rate is how long a
+  new order would spend being processed, on average, on any host and at any scale. A
+  start is refused once that passes ``SHED_QUEUE_SECONDS`` (the 15 s promise over the
+  tail measured at saturation), never while at most ``SHED_MIN_ACTIVE_ORDERS`` are
+  active (an idle stack has no rate to measure yet).
   A measured limit, not a fixed one, because a fixed one means a different queue
   on every host. Active means stored and not ended, orders waiting for a human
-  approval not counted (they cost nothing while they wait), read from PostgreSQL at
+  approval not counted (they cost nothing while they wait), nor orders not written for
+  ``ACTIVE_WITHIN_SECONDS`` (waiting out an outage on the server's retries, or ended in
+  Temporal and not yet reconciled: either way not load on the stack), read from PostgreSQL at
   most every ``REFRESH_SECONDS`` per API process, so every replica sees the same
   numbers; plus the orders this process started that are not stored yet: they wait
   in Temporal for their first workflow task, where past capacity the excess piles
@@ -20,7 +23,9 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
 * Temporal's start latency: a moving average of this process's recent starts over
   about the last second (``LATENCY_TIME_CONSTANT_SECONDS``), forgotten after
   ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed period lets a probe
-  through and notices when Temporal has caught up.
+  through and notices when Temporal has caught up. It refuses only once
+  ``LATENCY_MIN_SAMPLES`` starts back it: one slow start after a quiet spell is no
+  reason for seconds of refusals.
 
 Only starts are refused: approvals, cancels and status reads of admitted orders
 always go through. Both the refusals and the signals are metrics (functions/metrics.py).
@@ -66,6 +71,9 @@ RATE_WINDOW_SECONDS = 5.0
 # server) among many fast ones do not refuse the next orders.
 LATENCY_TIME_CONSTANT_SECONDS = 1.0
 LATENCY_MEMORY_SECONDS = 2.0
+LATENCY_MIN_SAMPLES = 3
+# An active order not written for this long is not using the stack (see above).
+ACTIVE_WITHIN_SECONDS = 120.0
 
 
 class Admission:
@@ -81,6 +89,7 @@ class Admission:
         self._refresh: asyncio.Task[None] | None = None
         self._latency = 0.0
         self._latency_seen_at = float("-inf")
+        self._latency_samples = 0
 
     async def admit(self, res: Resources) -> None:
         """Return if a new order may start now; else raise the 503 to answer."""
@@ -89,13 +98,17 @@ class Admission:
             if self._active > self._limit:
                 self._refuse(
                     "active_orders",
-                    f"{self._active} orders are being processed (limit {self._limit}: "
-                    f"what the stack finishes in {self._queue_seconds:g} s)",
+                    f"{self._active} orders are being processed (limit {self._limit}: a new "
+                    f"one would take over {self._queue_seconds:g} s on average)",
                 )
         self._check_latency()
 
     def _check_latency(self) -> None:
-        if self._max_latency and self.start_latency() > self._max_latency:
+        if (
+            self._max_latency
+            and self._latency_samples >= LATENCY_MIN_SAMPLES
+            and self.start_latency() > self._max_latency
+        ):
             self._refuse(
                 "start_latency",
                 f"Temporal takes {self.start_latency():.1f} s to accept an order "
@@ -114,7 +127,9 @@ class Admission:
         since = now - self._latency_seen_at
         if since > LATENCY_MEMORY_SECONDS:
             self._latency = seconds
+            self._latency_samples = 1
         else:
+            self._latency_samples += 1
             weight = 1.0 - math.exp(-since / LATENCY_TIME_CONSTANT_SECONDS)
             self._latency += weight * (seconds - self._latency)
         self._latency_seen_at = now
@@ -150,15 +165,18 @@ class Admission:
             async with pool.acquire(timeout=COUNT_TIMEOUT_SECONDS) as conn:
                 counts = await asyncio.wait_for(
                     store.admission_counts(
-                        conn, ACTIVE_STATES, RATE_WINDOW_SECONDS, list(self._started)
+                        conn,
+                        ACTIVE_STATES,
+                        RATE_WINDOW_SECONDS,
+                        list(self._started),
+                        ACTIVE_WITHIN_SECONDS,
                     ),
                     COUNT_TIMEOUT_SECONDS,
                 )
             for order_id in counts.stored:
                 self._started.pop(order_id, None)
             self._active = counts.active + len(self._started)
-            rate = counts.ended / RATE_WINDOW_SECONDS
-            self._limit = max(self._min_active, int(rate * self._queue_seconds))
+            self._limit = self.limit_for(ended_per_second=counts.ended / RATE_WINDOW_SECONDS)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             # The database cannot say: keep the last count; starts go on to Temporal,
             # which holds the order until the workers can store it.
@@ -166,6 +184,11 @@ class Admission:
         self._active_read_at = time.monotonic()
         metrics.ADMISSION_ACTIVE_ORDERS.set(self._active)
         metrics.ADMISSION_ACTIVE_LIMIT.set(self._limit)
+
+    def limit_for(self, ended_per_second: float) -> int:
+        """The active orders a new one may wait behind and still be processed within the
+        budget, on average (Little's law), at the measured completion rate."""
+        return max(self._min_active, int(ended_per_second * self._queue_seconds))
 
     def active_limit(self) -> int:
         """The active orders admitted at most, as last measured."""

@@ -139,14 +139,14 @@ class Settings(BaseSettings):
 
     # --- Admission: shed new orders early when past capacity (docs/design.md) --
     shed_queue_seconds: float = Field(
-        4.0,
+        6.0,
         ge=0,
-        description="Refuse new orders (503 + Retry-After) while more are being processed "
-        "than the stack finishes in this many seconds: active orders (stored and not ended, "
-        "orders waiting for approval not counted, plus those this API process started that "
-        "are not stored yet) against the orders ended in the last few seconds. By Little's "
-        "law this bounds the mean time an admitted order spends in processing, on any host "
-        "and at any scale. 4 s leaves room for the slowest steps inside 15 s. 0: off.",
+        description="Refuse new orders (503 + Retry-After) once a new one would spend longer "
+        "than this being processed, on average: by Little's law, active orders (stored, not "
+        "ended, written in the last two minutes, orders waiting for approval not counted, "
+        "plus those this API process started that are not stored yet) divided by the orders "
+        "ended per second lately. 6 s is the 15 s promise over the tail measured at "
+        "saturation (an order's p99 is up to ~2.5x the mean; docs/design.md#admission). 0: off.",
     )
     shed_min_active_orders: int = Field(
         30,

@@ -488,14 +488,20 @@ class AdmissionCounts:
 
 
 async def admission_counts(
-    conn: Conn, active_states: Iterable[OrderState], window_seconds: float, order_ids: list[str]
+    conn: Conn,
+    active_states: Iterable[OrderState],
+    window_seconds: float,
+    order_ids: list[str],
+    active_within_seconds: float = 120.0,
 ) -> AdmissionCounts:
-    """The active orders, the orders ended in the last ``window_seconds`` (the stack's
-    completion rate) and which of ``order_ids`` are stored, in one round trip."""
+    """The active orders (written in the last ``active_within_seconds``), the orders
+    ended in the last ``window_seconds`` (the stack's completion rate) and which of
+    ``order_ids`` are stored, in one round trip."""
     # The terminal states are spelled out, not a parameter, so that the partial index
     # orders_ended_at_idx (migrations/0004) provably applies.
     row = await conn.fetchrow(
-        """SELECT (SELECT count(*) FROM orders WHERE state = ANY($1::text[])) AS active,
+        """SELECT (SELECT count(*) FROM orders WHERE state = ANY($1::text[])
+                     AND updated_at > now() - make_interval(secs => $4)) AS active,
                   (SELECT count(*) FROM orders
                     WHERE state IN ('COMPLETED', 'CANCELLED', 'FAILED')
                       AND updated_at > now() - make_interval(secs => $2)) AS ended,
@@ -503,6 +509,7 @@ async def admission_counts(
         [s.value for s in active_states],
         window_seconds,
         order_ids,
+        active_within_seconds,
     )
     assert row is not None  # a SELECT without FROM always has its one row
     return AdmissionCounts(row["active"], row["ended"], list(row["stored"]))

@@ -27,6 +27,9 @@ class Resources:
         self._pool: asyncpg.Pool | None = None
         self._changes: OrderChanges | None = None
         self._lock = asyncio.Lock()
+        # Waiting status requests re-read through this, so that however many wait, a
+        # couple of the pool's connections stay free for everything else.
+        self.wait_reads = asyncio.Semaphore(max(1, settings.db_pool_max_size - 2))
 
     async def temporal(self) -> Client:
         if self._client is None:
@@ -44,7 +47,7 @@ class Resources:
 
     async def order_changes(self) -> OrderChanges:
         if self._changes is None:
-            self._changes = OrderChanges(self.settings.database_url)
+            self._changes = OrderChanges(self.settings.database_url, self.settings.status_max_waits)
         return self._changes
 
     async def close(self) -> None:

@@ -56,6 +56,14 @@ ORDERS_SHED = Counter(
 )
 for _reason in ("active_orders", "start_latency"):
     ORDERS_SHED.labels(reason=_reason)  # exported as 0 from the start, not after a first shed
+STATUS_WAITS_CAPPED = Counter(
+    "orderflow_api_status_waits_capped",
+    "Status requests with ?wait answered at once: the process held STATUS_MAX_WAITS waits.",
+)
+STATUS_WAITS_ABANDONED = Counter(
+    "orderflow_api_status_waits_abandoned",
+    "Status waits ended early because their client went away.",
+)
 ADMISSION_ACTIVE_ORDERS = Gauge(
     "orderflow_api_admission_active_orders",
     "Orders being processed (not ended, not awaiting approval), as admission last read it.",

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         "The largest valid order (100 items) is about 4 KiB.",
     )
 
+    status_max_waits: int = Field(
+        1000,
+        ge=1,
+        description="Status requests one API process holds waiting (`?wait=`) at most; past "
+        "it a waiting request is answered at once with the current state (a long poll may "
+        "always end early: its client asks again).",
+    )
+
     # --- Admission: shed new orders early when past capacity (docs/design.md) --
     shed_queue_seconds: float = Field(
         6.0,

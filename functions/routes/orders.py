@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -32,7 +32,7 @@ from functions import auth, metrics
 from functions.admission import AdmissionDep
 from functions.deps import Resources, ResourcesDep, SettingsDep
 from functions.errors import documented, unavailable
-from functions.order_changes import RECHECK_SECONDS
+from functions.order_changes import RECHECK_SECONDS, TooManyWaits
 from orderflow import store
 from orderflow.models import (
     ORDER_ID_PATTERN,
@@ -68,6 +68,11 @@ QUERY_TIMEOUT = timedelta(milliseconds=300)
 # The longest a status request may wait for a change: well inside the idle timeouts
 # of load balancers (60 s) and API Gateway's 29 s limit in front of Lambda.
 WAIT_MAX_SECONDS = 20.0
+# A waiting request notices its client has gone within this long, and lets go.
+DISCONNECT_CHECK = 0.5
+# A status read that gets no connection or no answer in this long fails (503, or the
+# workflow answers): a hung database must not hold requests or starve the pool.
+READ_TIMEOUT_SECONDS = 1.0
 
 
 class StartOrder(Strict):
@@ -238,7 +243,10 @@ class StatusQuery(BaseModel):
 
 @router.get("/{order_id}/status", response_model=OrderStatus, dependencies=[auth.READ])
 async def order_status(
-    order_id: OrderIdPath, res: ResourcesDep, query: Annotated[StatusQuery, Query()]
+    order_id: OrderIdPath,
+    res: ResourcesDep,
+    query: Annotated[StatusQuery, Query()],
+    request: Request,
 ) -> OrderStatus | Response:
     live = query.live
     database_answered = True
@@ -246,7 +254,7 @@ async def order_status(
     # the worker, so pollers cost next to nothing. It moves with every step's commit.
     try:
         if query.wait > 0:
-            stored = await _wait_for_change(res, order_id, query.wait, query.changed_from)
+            stored = await _wait_for_change(res, order_id, query.wait, query.changed_from, request)
         else:
             stored = await _read_order(res, order_id)
     except (OSError, asyncpg.PostgresError, TimeoutError):
@@ -279,9 +287,15 @@ async def order_status(
 
 
 async def _wait_for_change(
-    res: Resources, order_id: str, wait: float, changed_from: OrderState | None
+    res: Resources,
+    order_id: str,
+    wait: float,
+    changed_from: OrderState | None,
+    request: Request | None = None,
 ) -> store.OrderRow | None:
-    """The stored order once it has ended or left ``changed_from``, or after ``wait`` s."""
+    """The stored order once it has ended or left ``changed_from``, or after ``wait`` s
+    (at once when the process already holds as many waits as it may: a long poll may
+    always answer early, and its client simply asks again)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
 
@@ -291,17 +305,42 @@ async def _wait_for_change(
             changed_from is not None and state != changed_from.value
         )
 
-    async with (await res.order_changes()).watching(order_id, answers) as changed:
-        while True:
-            changed.clear()
-            stored = await _read_order(res, order_id)
-            if stored is not None and answers(stored.state.value):
-                return stored
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return stored
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, RECHECK_SECONDS))
+    changes = await res.order_changes()
+    try:
+        async with changes.watching(order_id, answers) as changed:
+            while True:
+                changed.clear()
+                async with res.wait_reads:
+                    stored = await _read_order(res, order_id)
+                if (stored is not None and answers(stored.state.value)) or (
+                    loop.time() >= deadline
+                ):
+                    return stored
+                # Without a proven listener, re-read now and then; with one, only when
+                # told (or woken because the listener was lost or came back).
+                recheck = RECHECK_SECONDS if not changes.listening else wait
+                if await _client_left_before(
+                    changed, min(deadline, loop.time() + recheck), request
+                ):
+                    metrics.STATUS_WAITS_ABANDONED.inc()
+                    return stored  # nobody to answer: free the wait now
+    except TooManyWaits:
+        metrics.STATUS_WAITS_CAPPED.inc()
+        return await _read_order(res, order_id)
+
+
+async def _client_left_before(
+    changed: asyncio.Event, until: float, request: Request | None
+) -> bool:
+    """Wait for ``changed`` until the loop time ``until``; True if the client left."""
+    loop = asyncio.get_running_loop()
+    while not changed.is_set() and loop.time() < until:
+        if request is not None and await request.is_disconnected():
+            return True
+        step = min(until - loop.time(), DISCONNECT_CHECK if request is not None else until)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), max(step, 0))
+    return False
 
 
 async def _not_stored_yet(handle: WorkflowHandle[Any, Any], order_id: str) -> OrderStatus:
@@ -458,9 +497,10 @@ async def _stored(res: Resources, order_id: str) -> store.OrderRow | None:
 
 
 async def _read_order(res: Resources, order_id: str) -> store.OrderRow | None:
+    """The stored order; TimeoutError when the database does not answer in time."""
     pool = await res.db()
-    async with pool.acquire() as conn:
-        return await store.get_order(conn, order_id)
+    async with pool.acquire(timeout=READ_TIMEOUT_SECONDS) as conn:
+        return await asyncio.wait_for(store.get_order(conn, order_id), READ_TIMEOUT_SECONDS)
 
 
 async def _workflow_exists(res: Resources, order_id: str) -> bool:

@@ -3,12 +3,14 @@ changes, against the whole stack (real workers, Temporal, PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.integration.test_api import new_id, start
+from tests.integration.test_api import new_id, start, wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +85,41 @@ async def test_bad_wait_parameters_are_422_naming_the_field(
     resp = await http.get(f"/orders/{new_id()}/status", params=params)  # type: ignore[arg-type]
     assert resp.status_code == 422, resp.text
     assert [p["field"] for p in resp.json()["problems"]] == [field]
+
+
+async def _answered_after_change(http: httpx.AsyncClient, wait: float) -> float:
+    """Seconds from a cancel's 202 to the answer of a wait that was already waiting."""
+    oid = new_id()
+    assert (await start(http, oid)).status_code == 202
+    await wait_state(http, oid, {"AWAITING_APPROVAL"})
+    waiting = asyncio.create_task(
+        http.get(
+            f"/orders/{oid}/status",
+            params={"wait": wait, "changed_from": "AWAITING_APPROVAL"},
+        )
+    )
+    await asyncio.sleep(2)  # well into the wait: past its first read
+    assert not waiting.done()
+    cancel = await http.post(f"/orders/{oid}/signals/cancel", json={"reason": "test"})
+    assert cancel.status_code == 202, cancel.text
+    cancelled = time.monotonic()
+    answer = await waiting
+    assert answer.status_code == 200, answer.text
+    return time.monotonic() - cancelled
+
+
+async def test_a_wait_is_answered_by_the_notification_not_a_re_read(
+    http: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    # Before: a 1 s re-read answered too, so this passed with NOTIFY broken. A proven
+    # listener means no re-reads: the answer comes with the change's notification.
+    assert await _answered_after_change(http, wait=20) < 3
+
+    # The same with the trigger's NOTIFY off: only the wait running out answers.
+    async with db.acquire() as conn:
+        await conn.execute("ALTER TABLE orders DISABLE TRIGGER orders_notify_state")
+    try:
+        assert await _answered_after_change(http, wait=8) > 5
+    finally:
+        async with db.acquire() as conn:
+            await conn.execute("ALTER TABLE orders ENABLE TRIGGER orders_notify_state")

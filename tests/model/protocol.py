@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from fastapi import HTTPException, Response
+from fastapi import HTTPException, Request, Response
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from temporalio.client import WorkflowFailureError
@@ -258,7 +258,9 @@ class OrderProtocol(RuleBasedStateMachine):
                 break
             await asyncio.sleep(0.1)
         assert row is not None, "the order ended without a stored row"
-        answer = await routes.order_status(self.order_id, rt.api, routes.StatusQuery())
+        # A plain read (no wait): the request is never asked whether its client left.
+        request = Request({"type": "http", "method": "GET", "headers": []})
+        answer = await routes.order_status(self.order_id, rt.api, routes.StatusQuery(), request)
         status = (
             OrderStatus.model_validate_json(bytes(answer.body))
             if isinstance(answer, Response)

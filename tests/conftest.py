@@ -14,6 +14,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,17 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.dsn
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def fresh_database(postgres_dsn: str) -> str:
+    """A database of its own on the session's server, migrated and empty: for tests
+    whose result depends on what else is stored (admission counts the active orders)."""
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+    await ensure_database(dsn)
+    await apply_migrations(dsn, REPO_ROOT / "migrations")
+    return dsn
 
 
 @pytest.fixture(scope="session")

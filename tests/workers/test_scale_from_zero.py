@@ -27,13 +27,14 @@ TERMINAL = {"COMPLETED", "CANCELLED", "FAILED"}
 
 @pytest.mark.timeout(180)
 async def test_an_order_waits_for_a_worker_and_completes_when_one_starts(
-    postgres_dsn: str, temporal_address: str, temporal_client: Client, tmp_path: Path
+    fresh_database: str, temporal_address: str, temporal_client: Client, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     api_port, order_port, shipping_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(
-        DATABASE_URL=postgres_dsn,
+        # A database of its own: admission runs as configured, on a known state.
+        DATABASE_URL=fresh_database,
         TEMPORAL_ADDRESS=temporal_address,
         ORDER_TASK_QUEUE=f"zero-orders-{tag}",
         SHIPPING_TASK_QUEUE=f"zero-shipping-{tag}",
@@ -42,9 +43,6 @@ async def test_an_order_waits_for_a_worker_and_completes_when_one_starts(
         SHIPPING_WORKER_HTTP_PORT=str(shipping_port),
         FLAKY="off",
         LOG_FORMAT="json",
-        # The session's database keeps orders other tests left mid-way (their workers
-        # are gone); admission would count them as load and could refuse this test's start.
-        SHED_QUEUE_SECONDS="0",
     )
     api = f"http://127.0.0.1:{api_port}"
     order_id = f"zero-{tag}"

@@ -176,7 +176,10 @@ class Admission:
             for order_id in counts.stored:
                 self._started.pop(order_id, None)
             self._active = counts.active + len(self._started)
-            self._limit = self.limit_for(ended_per_second=counts.ended / RATE_WINDOW_SECONDS)
+            rate = counts.ended / RATE_WINDOW_SECONDS
+            self._limit = self.limit_for(ended_per_second=rate)
+            metrics.ADMISSION_COMPLETION_RATE.set(rate)
+            metrics.ADMISSION_EXPECTED_SECONDS.set(self._active / rate if rate else 0.0)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             # The database cannot say: keep the last count; starts go on to Temporal,
             # which holds the order until the workers can store it.

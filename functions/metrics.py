@@ -70,8 +70,17 @@ ADMISSION_ACTIVE_ORDERS = Gauge(
 )
 ADMISSION_ACTIVE_LIMIT = Gauge(
     "orderflow_api_admission_active_limit",
-    "Active orders admitted at most: the orders the stack finished over the last "
-    "SHED_QUEUE_SECONDS, at least SHED_MIN_ACTIVE_ORDERS.",
+    "Active orders admitted at most: the completion rate times SHED_QUEUE_SECONDS, at "
+    "least SHED_MIN_ACTIVE_ORDERS.",
+)
+ADMISSION_COMPLETION_RATE = Gauge(
+    "orderflow_api_admission_completion_rate",
+    "Orders ended per second over the last few seconds, as admission last read it.",
+)
+ADMISSION_EXPECTED_SECONDS = Gauge(
+    "orderflow_api_admission_expected_processing_seconds",
+    "How long a new order would spend being processed on average (active orders over "
+    "the completion rate, Little's law): refused past SHED_QUEUE_SECONDS.",
 )
 ADMISSION_START_LATENCY = Gauge(
     "orderflow_api_admission_start_latency_seconds",

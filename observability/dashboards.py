@@ -480,6 +480,32 @@ API = Dashboard(
             "finishes them, and how long Temporal takes to accept a start. Shedding "
             "starts above either limit.",
         ),
+        Panel(
+            "Admission: a new order's expected processing time",
+            [
+                Query(
+                    "max(orderflow_api_admission_expected_processing_seconds)",
+                    "expected (active / completion rate)",
+                ),
+                Query("max(orderflow_api_admission_completion_rate)", "orders ended per second"),
+            ],
+            description="The promise behind the shed decision: by Little's law, how long a "
+            "new order would spend being processed on average. Starts are refused past "
+            "SHED_QUEUE_SECONDS (6 s: the 15 s promise over the tail at saturation).",
+        ),
+        Panel(
+            "Status long polls",
+            [
+                Query("sum(orderflow_api_status_waits)", "waiting now"),
+                Query("min(orderflow_api_order_listener_up)", "listener proven (1)"),
+                Query(rate("orderflow_api_order_listener_lost_total"), "listener lost /s"),
+                Query(rate("orderflow_api_status_waits_capped_total"), "answered at once (cap) /s"),
+                Query(rate("orderflow_api_status_waits_abandoned_total"), "client left /s"),
+            ],
+            description="Requests held by status?wait, whether each API process's LISTEN "
+            "connection is proven by its keepalive (waits re-read every second while it is "
+            "not), and waits answered early: past STATUS_MAX_WAITS, or because the client left.",
+        ),
     ],
 )
 

@@ -70,6 +70,8 @@ HOW = {
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "continued as new",
     WorkflowExecutionStatus.COMPLETED: "completed",
 }
+for _how in (*HOW.values(), "deleted", "ended"):
+    RECONCILED.labels(how=_how)  # exported as 0 from the start: rules read it before any end
 
 
 class Reconciler:

@@ -18,7 +18,7 @@ POLL     ?= 1
 WAIT     ?= 0
 REPORT   ?= reports/load-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: help setup browser run test test-model test-faults test-containers lint format histories migrate clean load bench cold-start observe dashboards chart-docs lock lock-check \
+.PHONY: help setup browser run test test-model test-faults test-containers lint format histories migrate clean load bench bench-admission cold-start observe dashboards chart-docs lock lock-check \
         kind-up images deploy monitoring keda scale-to-zero k8s-load k8s-smoke kind-down prod-install
 
 help: ## list the targets
@@ -126,6 +126,9 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 
 bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
+
+bench-admission: $(STAMP) ## admission below and past the knee (5-34 orders/s), make run defaults and a plain dev server (~15 min); reports/ only
+	@BENCH_ONLY=admission $(BIN)/python -m loadtest.bench
 
 cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 IDLE=10 FLAKY=off; writes docs/benchmarks.md's section
 	@RUNS=$(or $(RUNS),5) IDLE=$(or $(IDLE),10) FLAKY=$(or $(FLAKY),off) $(BIN)/python -m loadtest.cold_start

@@ -255,6 +255,51 @@ def fresh_points(out: Path) -> list[dict[str, Any]]:
         stack.stop()
 
 
+# Past the knee (~17 orders/s with the generator on 2 cores): 1.5x and 2x.
+PAST_KNEE_RATES = (25, 34)
+
+
+def admission_points(out: Path, env: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+    """Admission on `make run` defaults (or ``env``): nothing shed below the knee, and
+    past it goodput kept with every admitted order inside the promise."""
+    tag = "external-" if env else ""
+    stack = Stack(out / f"{tag}admission-stack", env=env)
+    stack.start(within=180)
+    try:
+        points = [
+            point(
+                stack,
+                f"{tag}adm-5-poll1",
+                "5 orders/s, polling every 1 s",
+                rate_args(5, SECONDS, *POLL_1),
+            ),
+            point(
+                stack,
+                f"{tag}adm-10-poll1",
+                "10 orders/s, polling every 1 s",
+                rate_args(10, SECONDS, *POLL_1),
+            ),
+            point(
+                stack,
+                f"{tag}adm-10-poll025",
+                "10 orders/s, polling every 0.25 s",
+                rate_args(10, SECONDS, *POLL_QUARTER),
+            ),
+        ]
+        for rate in PAST_KNEE_RATES:
+            points.append(
+                point(
+                    stack,
+                    f"{tag}adm-{rate}-poll1",
+                    f"{rate} orders/s (past the knee), polling every 1 s",
+                    rate_args(rate, SECONDS, *POLL_1),
+                )
+            )
+        return points
+    finally:
+        stack.stop()
+
+
 def preloaded_points(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     stack = Stack(out / "preloaded-stack")
     stack.start()
@@ -319,16 +364,21 @@ def stored_orders(stack: Stack) -> dict[str, int]:
     return asyncio.run(query())
 
 
-def external_points(out: Path) -> list[dict[str, Any]]:
-    """The stack against a plain `temporal server start-dev`, as a user may already run."""
-    port = free_port()
-    workdir = out / "external-temporal"
+def _plain_dev_server(out: Path, port: int) -> subprocess.Popen[bytes]:
+    """`temporal server start-dev` with no flags but its ports, as a user may run it."""
+    workdir = out / f"external-temporal-{port}"
     workdir.mkdir(parents=True)
     binary = str(Path(sys.executable).parent / "temporal")
     cmd = [binary, "server", "start-dev", "--port", str(port), "--ui-port", str(free_port())]
     say(f"plain Temporal dev server: {' '.join(cmd[1:])}")
     with open(workdir / "temporal.log", "wb") as log:
-        server = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+
+
+def external_points(out: Path) -> list[dict[str, Any]]:
+    """The stack against a plain `temporal server start-dev`, as a user may already run."""
+    port = free_port()
+    server = _plain_dev_server(out, port)
     stack = Stack(out / "external-stack", env={"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"})
     stack.external[server.pid] = "temporal"  # counted with the stack
     try:
@@ -407,6 +457,20 @@ def cold_start() -> list[float]:
 def main() -> None:
     out = REPO_ROOT / "reports" / f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     out.mkdir(parents=True)
+    if os.environ.get("BENCH_ONLY") == "admission":
+        # The admission points alone (make bench-admission), on `make run` defaults and
+        # against a plain dev server; results.json only, docs/benchmarks.md untouched.
+        port = free_port()
+        points = admission_points(out)
+        server = _plain_dev_server(out, port)
+        try:
+            points += admission_points(out, {"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"})
+        finally:
+            server.terminate()
+            server.wait(30)
+        (out / "results.json").write_text(json.dumps({"points": points}, indent=1, default=str))
+        say(f"wrote {out / 'results.json'}")
+        return
     results: dict[str, Any] = {"when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "quick": QUICK}
     results["machine"] = bench_report.machine()
     results["points"] = fresh_points(out)

@@ -106,16 +106,8 @@ async def running_workers(
 ) -> AsyncIterator[Harness]:
     """``queues`` (order, shipping) lets a second set of workers take over the first's."""
     order_queue, shipping_queue = queues or (f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}")
-    oa, sa = OrderActivities(db), ShippingActivities(db)
-    order_acts: list[Callable[..., Any]] = [
-        oa.order_received,
-        oa.order_validated,
-        oa.payment_charged,
-        oa.order_shipped,
-        oa.refund_payment,
-        oa.address_updated,
-        oa.order_closed,
-    ]
+    sa = ShippingActivities(db)
+    order_acts = OrderActivities(db).all()
     ship_acts: list[Callable[..., Any]] = [sa.package_prepared, sa.carrier_dispatched]
     async with (
         Worker(

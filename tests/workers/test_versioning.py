@@ -45,20 +45,11 @@ async def order_worker(
     workflows: Sequence[type],
     behaviour: VersioningBehavior | None = None,
 ) -> AsyncIterator[Worker]:
-    acts = OrderActivities(db)
     async with Worker(
         client,
         task_queue=queue,
         workflows=workflows,
-        activities=[
-            acts.order_received,
-            acts.order_validated,
-            acts.payment_charged,
-            acts.order_shipped,
-            acts.refund_payment,
-            acts.address_updated,
-            acts.order_closed,
-        ],
+        activities=OrderActivities(db).all(),
         interceptors=[DeadlineInterceptor()],
         deployment_config=deployment_config(prefix, "order-worker", build, behaviour),
     ) as worker:

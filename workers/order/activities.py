@@ -7,6 +7,9 @@ per worker process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import asyncpg
 from temporalio import activity
 
@@ -28,6 +31,18 @@ from workers.order import business
 class OrderActivities:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every step the order worker runs, for its Worker."""
+        return [
+            self.order_received,
+            self.order_validated,
+            self.payment_charged,
+            self.order_shipped,
+            self.refund_payment,
+            self.address_updated,
+            self.order_closed,
+        ]
 
     @activity.defn(name="order_received")
     async def order_received(self, burst: Burst[NewOrder]) -> Outcome[bool]:

@@ -20,21 +20,12 @@ from workers.reconciler import Reconciler
 
 
 def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
-    acts = OrderActivities(pool)
     return process.build_worker(
         client,
         settings,
         settings.order_task_queue,
         workflows=[OrderWorkflow],
-        activities=[
-            acts.order_received,
-            acts.order_validated,
-            acts.payment_charged,
-            acts.order_shipped,
-            acts.refund_payment,
-            acts.address_updated,
-            acts.order_closed,
-        ],
+        activities=OrderActivities(pool).all(),
     )
 
 

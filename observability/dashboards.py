@@ -491,7 +491,7 @@ API = Dashboard(
             ],
             description="The promise behind the shed decision: by Little's law, how long a "
             "new order would spend being processed on average. Starts are refused past "
-            "SHED_QUEUE_SECONDS (6 s: the 15 s promise over the tail at saturation).",
+            "SHED_QUEUE_SECONDS (4.5 s: what kept admitted orders inside 15 s at twice the knee).",
         ),
         Panel(
             "Status long polls",

@@ -147,14 +147,15 @@ class Settings(BaseSettings):
 
     # --- Admission: shed new orders early when past capacity (docs/design.md) --
     shed_queue_seconds: float = Field(
-        6.0,
+        4.5,
         ge=0,
         description="Refuse new orders (503 + Retry-After) once a new one would spend longer "
         "than this being processed, on average: by Little's law, active orders (stored, not "
         "ended, written in the last two minutes, orders waiting for approval not counted, "
         "plus those this API process started that are not stored yet) divided by the orders "
-        "ended per second lately. 6 s is the 15 s promise over the tail measured at "
-        "saturation (an order's p99 is up to ~2.5x the mean; docs/design.md#admission). 0: off.",
+        "ended per second lately. 4.5 s kept every admitted order within the 15 s promise at "
+        "twice the knee, where 6 s let the slowest take 17-21 s (docs/design.md#admission). "
+        "0: off.",
     )
     shed_min_active_orders: int = Field(
         30,

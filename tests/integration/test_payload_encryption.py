@@ -92,6 +92,10 @@ def run(
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "OTEL_TRACES_EXPORTER": "console",
+            # Queues of its own: the session's stack (another key) polls the default ones
+            # on this Temporal, and its workers would take some of these orders' tasks.
+            "ORDER_TASK_QUEUE": f"orders-enc-{uuid.uuid4().hex[:8]}",
+            "SHIPPING_TASK_QUEUE": f"shipping-enc-{uuid.uuid4().hex[:8]}",
         },
     )
     stack.start(within=90)
@@ -120,7 +124,8 @@ def run(
             final = _wait(http, order_id, {"COMPLETED", "CANCELLED", "FAILED"})
             assert final["state"] == "COMPLETED", final
             assert final["address"]["line1"] == moved  # the API still answers in clear
-            for url in (stack.url, f"http://127.0.0.1:{stack.ports.order_worker}"):
+            workers = (stack.ports.order_worker, stack.ports.shipping_worker)
+            for url in (stack.url, *(f"http://127.0.0.1:{port}" for port in workers)):
                 metrics = http.get(f"{url}/metrics").text
                 assert not [s for s in (payment_id, first, moved, tag) if s in metrics]
         yield Run(stack, order_id, (payment_id, first, moved), codec_url, temporal_address)

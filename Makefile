@@ -171,10 +171,14 @@ images: ## build the image and load it into the kind nodes
 # The built-in PostgreSQL's password: a Secret the chart reads but never makes (GitOps-safe,
 # docs/kubernetes.md#gitops-the-database-password). Created here once, never overwritten.
 DB_SECRET ?= $(if $(findstring orderflow,$(RELEASE)),$(RELEASE),$(RELEASE)-orderflow)-postgres-password
+# The keys that encrypt every Temporal payload, the same way: made once with one random
+# key, never overwritten (docs/kubernetes.md#payload-encryption-keys).
+KEYS_SECRET ?= $(if $(findstring orderflow,$(RELEASE)),$(RELEASE),$(RELEASE)-orderflow)-payload-keys
 
-deploy: ## the database password Secret (once), then helm upgrade --install with k8s/kind-values.yaml
+deploy: ## the database password and payload key Secrets (once), then helm upgrade --install with k8s/kind-values.yaml
 	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
 	kubectl -n $(NAMESPACE) get secret $(DB_SECRET) >/dev/null 2>&1 || kubectl -n $(NAMESPACE) create secret generic $(DB_SECRET) --from-literal=password="$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')"
+	kubectl -n $(NAMESPACE) get secret $(KEYS_SECRET) >/dev/null 2>&1 || kubectl -n $(NAMESPACE) create secret generic $(KEYS_SECRET) --from-literal=keys="k$$(date +%Y%m%d):$$($(PYTHON) -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
 	helm upgrade --install $(RELEASE) charts/orderflow -n $(NAMESPACE) --create-namespace \
 		-f k8s/kind-values.yaml --wait --timeout 10m
 

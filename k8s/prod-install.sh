@@ -34,6 +34,9 @@ case "$RELEASE" in
   *orderflow*) DB_SECRET=${DB_SECRET:-$RELEASE-postgres-password} ;;
   *) DB_SECRET=${DB_SECRET:-$RELEASE-orderflow-postgres-password} ;;
 esac
+# The payload encryption keys, the same way: <fullname>-payload-keys, made once, never
+# overwritten (a new key would strand every history written under the old one).
+KEYS_SECRET=${DB_SECRET%-postgres-password}-payload-keys
 
 total=$((OTEL == 1 ? 9 : 8))
 n=0
@@ -49,16 +52,22 @@ run() {
   fi
 }
 
-# Creates the Secret NAME in NAMESPACE with a random password, unless it exists: never
-# overwritten (PostgreSQL keeps the password it was initialised with). Never printed.
+# Creates the Secret NAME in NAMESPACE with a random password (or, given "keys", a first
+# AES-256 payload key), unless it exists: never overwritten (PostgreSQL keeps the password
+# it was initialised with; histories need the key they were written under). Never printed.
 create_secret_once() {
   if kubectl -n "$1" get secret "$2" >/dev/null 2>&1; then
     echo "    Secret $2 exists: kept"
     return
   fi
   kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl -n "$1" create secret generic "$2" \
-    --from-literal=password="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+  if [ "${3:-password}" = keys ]; then
+    kubectl -n "$1" create secret generic "$2" --from-literal=keys="k$(date +%Y%m%d):$(
+      python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
+  else
+    kubectl -n "$1" create secret generic "$2" \
+      --from-literal=password="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+  fi
 }
 
 [ "$DRY_RUN" = 1 ] && echo "==> dry run: printing the commands only"
@@ -106,6 +115,7 @@ fi
 
 step "Orderflow against that Temporal, KEDA scaling, ServiceMonitors and alert rules"
 run create_secret_once "$NAMESPACE" "$DB_SECRET"
+run create_secret_once "$NAMESPACE" "$KEYS_SECRET" keys
 run helm upgrade --install "$RELEASE" charts/orderflow -n "$NAMESPACE" --create-namespace \
   -f "$ORDERFLOW_VALUES" -f k8s/orderflow-external-temporal-values.yaml -f k8s/keda-values.yaml \
   --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \

@@ -35,7 +35,9 @@ _TEMPORAL_FIELDS = {
 # component, so a secret put in a DSN or a header cannot reach the logs by accident.
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+@")
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|authorization|api_key", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|authorization|api_key|payload_keys", re.IGNORECASE
+)
 REDACTED = "***"
 
 

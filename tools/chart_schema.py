@@ -38,6 +38,8 @@ where: [docs/kubernetes.md](../../docs/kubernetes.md).
 kubectl create namespace orderflow
 kubectl -n orderflow create secret generic orderflow-postgres-password \\
   --from-literal=password="$(openssl rand -hex 24)"      # make deploy does this once
+kubectl -n orderflow create secret generic orderflow-payload-keys \\
+  --from-literal=keys="k1:$(openssl rand -base64 32)"    # and this (payload encryption)
 helm upgrade --install orderflow charts/orderflow -n orderflow --wait
 helm test orderflow -n orderflow --logs
 ```
@@ -511,6 +513,46 @@ def schema() -> Node:
                     "value": string("The token; the chart makes a Secret of it."),
                     "existingSecret": string("Your Secret holding it; wins over value."),
                     "secretKey": string("Key in the Secret.", min_length=1),
+                },
+            ),
+            "payloadEncryption": obj(
+                "The keys that encrypt every Temporal payload (PAYLOAD_KEYS): a Secret the "
+                "chart reads but never makes (docs/kubernetes.md#payload-encryption-keys).",
+                {
+                    "existingSecret": string(
+                        "Your Secret holding the keys (`id:base64key[,id:base64key...]`); "
+                        "empty: <fullname>-payload-keys, which `make deploy` creates once."
+                    ),
+                    "secretKey": string("Key in the Secret.", min_length=1),
+                    "currentKeyId": string(
+                        "PAYLOAD_KEY_ID, the key new payloads are encrypted with; empty: the "
+                        "first key listed. Rotate: add the new key, roll out, then make it "
+                        "current.",
+                        pattern=r"^([A-Za-z0-9._-]{1,64})?$",
+                    ),
+                },
+            ),
+            "codecServer": obj(
+                "The codec server for the Temporal UI and CLI (orderflow/codec_server.py): "
+                "decrypts payloads for holders of its bearer token. Needs "
+                "payloadEncryption.existingSecret and token.existingSecret.",
+                {
+                    "enabled": boolean("Run it (a Deployment and a ClusterIP Service)."),
+                    "replicas": integer("Its replicas.", minimum=1),
+                    "port": port("Its container and Service port (CODEC_SERVER_PORT)."),
+                    "corsOrigin": string(
+                        "The Temporal UI's origin, the only one its CORS admits "
+                        "(CODEC_SERVER_CORS_ORIGIN).",
+                        pattern=r"^https?://[^/\s]+$",
+                    ),
+                    "token": obj(
+                        "The bearer token it requires (CODEC_SERVER_TOKEN), from your Secret.",
+                        {
+                            "existingSecret": string("Your Secret holding the token."),
+                            "secretKey": string("Key in the Secret.", min_length=1),
+                        },
+                    ),
+                    "resources": ref("resources", "Its container's requests and limits."),
                 },
             ),
             "temporal": _temporal(),

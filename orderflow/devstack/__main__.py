@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from orderflow.devstack import ports, postgres, readiness, temporal
+from orderflow.devstack import dev_key, ports, postgres, readiness, temporal
 from orderflow.devstack.supervisor import Component, Supervisor
 from orderflow.log import configure_logging, get_logger, redact
 from orderflow.migrate import apply_migrations, ensure_database
@@ -67,6 +67,7 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
         log.error("stack not started", error=ports.explain(taken))
         raise SystemExit(1)
 
+    payload_keys, dev_key_file = _payload_keys(settings)
     sup = Supervisor(hold_dir=settings.data_dir / "hold")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,7 +98,11 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
                 flags=" ".join(temporal.TEMPORAL_DEV_TUNING),
             )
 
-        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
+        env = {
+            "DATABASE_URL": database_url,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "PAYLOAD_KEYS": payload_keys,
+        }
         for name, module, port in (
             ("order-worker", "workers.order", settings.order_worker_http_port),
             ("shipping-worker", "workers.shipping", settings.shipping_worker_http_port),
@@ -122,7 +127,7 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
                 ready=lambda: readiness.wait_for("API", readiness.serving_and_connected(api), 60),
             )
         )
-        _banner(settings, api, database_url, temporal_address)
+        _banner(settings, api, database_url, temporal_address, dev_key_file)
         await stop.wait()
     except readiness.NotReady as err:
         log.error("stack failed to start", error=str(err))
@@ -132,7 +137,28 @@ async def run_stack(settings: Settings, *, durable: bool = True) -> None:
         await sup.stop()
 
 
-def _banner(settings: Settings, api: str, database_url: str, temporal_address: str) -> None:
+def _payload_keys(settings: Settings) -> tuple[str, Path | None]:
+    """PAYLOAD_KEYS for the API and workers, and the development key's file if one is used."""
+    if settings.payload_keys is not None:
+        settings.keyring()  # malformed keys stop the stack here, not in every component
+        return settings.payload_keys.get_secret_value(), None
+    spec, path = dev_key.development_keys(settings.data_dir)
+    log.warning(
+        "PAYLOAD_KEYS is not set: Temporal payloads are encrypted with a DEVELOPMENT key "
+        "kept in plain text in the data directory. Never use it in production: set "
+        "PAYLOAD_KEYS (docs/kubernetes.md#payload-encryption-keys)",
+        key_file=str(path),
+    )
+    return spec, path
+
+
+def _banner(
+    settings: Settings,
+    api: str,
+    database_url: str,
+    temporal_address: str,
+    dev_key_file: Path | None = None,
+) -> None:
     ui = (
         f"http://127.0.0.1:{settings.embedded_temporal_ui_port}"
         if settings.embedded_temporal
@@ -150,6 +176,15 @@ def _banner(settings: Settings, api: str, database_url: str, temporal_address: s
             else []
         ),
         f"  PostgreSQL    {redact(database_url)}",
+        *(
+            [
+                f"  !! DEVELOPMENT payload key {dev_key_file} (PAYLOAD_KEYS unset): not for "
+                "production !!",
+                "  Decode in the CLI: docs/development.md#reading-encrypted-payloads",
+            ]
+            if dev_key_file
+            else []
+        ),
         "  Try:          .venv/bin/orderflow start demo-1 && .venv/bin/orderflow approve demo-1"
         " && .venv/bin/orderflow watch demo-1",
         "",

@@ -12,11 +12,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from pydantic import SecretStr
 from starlette.routing import Match
 
 from functions.__main__ import GRACEFUL_SHUTDOWN_SECONDS
 from functions.main import app as functions_app
+from orderflow.codec_server import create_app as create_codec_server
 from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
+from orderflow.payload_codec import Keyring
 from orderflow.settings import REPO_ROOT, Settings
 from tests.charts.chart import (
     CHART_DIR,
@@ -50,6 +53,7 @@ ENTRYPOINTS = {
     f"{RELEASE}-shipping-worker": ["python", "-m", "workers.shipping"],
     f"{RELEASE}-migrations": ["python", "-m", "orderflow.migrate"],
     f"{RELEASE}-smoke": ["python", "-m", "orderflow.smoke"],
+    f"{RELEASE}-codec-server": ["python", "-m", "orderflow.codec_server"],
 }
 # Which HTTP app each long-running workload serves, and the setting that names its port.
 APP_PORT_SETTING = {
@@ -66,6 +70,10 @@ def serves_get(app: Any, path: str) -> bool:
 
 
 FUNCTIONS_APP = functions_app
+CODEC_SERVER = f"{RELEASE}-codec-server"
+CODEC_SERVER_APP = create_codec_server(
+    Settings(payload_keys=SecretStr(f"k:{Keyring.new_key()}"), codec_server_token=SecretStr("t"))
+)
 WORKER_APP = WorkerHealth(cast(Any, None), cast(Any, None)).app()
 
 
@@ -101,7 +109,7 @@ def test_env_values_parse_as_settings(name: str) -> None:
         literal = {k.lower(): v for k, v in env.items() if isinstance(v, str) and k in SETTINGS_ENV}
         # Raises on a value the process would refuse at startup (a port "abc", FLAKY "yes").
         settings = Settings.model_validate(literal)
-        assert settings.model_fields_set == set(literal)
+        assert set(literal) <= settings.model_fields_set  # (the environment may add more)
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -118,6 +126,8 @@ def test_secrets_come_from_secrets(name: str) -> None:
         values["postgres"]["external"]["existingSecret"],
         values["apiToken"]["existingSecret"],
         values["temporal"]["external"]["apiKey"]["existingSecret"],
+        values["payloadEncryption"]["existingSecret"] or f"{RELEASE}-payload-keys",
+        values["codecServer"]["token"]["existingSecret"],
     } - {""}
     for workload, container in app_containers(rendered):
         env = container_env(rendered, container)
@@ -125,14 +135,19 @@ def test_secrets_come_from_secrets(name: str) -> None:
         if isinstance(env.get("DATABASE_URL"), str):  # the built-in database: no password in it
             assert urlsplit(env["DATABASE_URL"]).password is None, where
             assert "secretKeyRef" in env["PGPASSWORD"], where
-        for var in ("DATABASE_URL", "PGPASSWORD", "API_TOKEN", "TEMPORAL_API_KEY"):
+        for var in (
+            *("DATABASE_URL", "PGPASSWORD", "API_TOKEN", "TEMPORAL_API_KEY"),
+            *("PAYLOAD_KEYS", "CODEC_SERVER_TOKEN"),
+        ):
             value = env.get(var)
             if value is None or (var == "DATABASE_URL" and isinstance(value, str)):
                 continue  # not set, or the built-in database's URL (checked above)
             ref = value["secretKeyRef"]
             assert ref["name"] in secret_names | external, (where, var)
-        if workload["kind"] != "Pod":  # the helm test pod talks to the API only
-            assert "DATABASE_URL" in env
+        if where.endswith(("-functions", "-worker", "-codec-server")):  # they hold the keys
+            assert "secretKeyRef" in env["PAYLOAD_KEYS"], where
+        if workload["kind"] != "Pod" and not where.endswith("-codec-server"):
+            assert "DATABASE_URL" in env  # the helm test pod talks to the API only
     token_set = bool(values["apiToken"]["value"] or values["apiToken"]["existingSecret"])
     api_env = container_env(rendered, _container(rendered, f"{RELEASE}-functions"))
     assert ("API_TOKEN" in api_env) == token_set
@@ -183,6 +198,15 @@ def test_probes_hit_routes_on_the_port_the_process_listens_on(name: str) -> None
     rendered = render_set(name)
     for workload, container in app_containers(rendered):
         wname = workload["metadata"]["name"]
+        if wname == CODEC_SERVER:  # no dependencies to be ready for: /healthz throughout
+            listen = int(container_env(rendered, container)["CODEC_SERVER_PORT"])
+            assert container["ports"] == [
+                {"name": "http", "containerPort": listen, "protocol": "TCP"}
+            ]
+            for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert serves_get(CODEC_SERVER_APP, container[kind]["httpGet"]["path"])
+                assert container[kind]["httpGet"]["port"] == "http"
+            continue
         if wname not in APP_PORT_SETTING:
             assert "livenessProbe" not in container  # run-to-completion pods
             continue

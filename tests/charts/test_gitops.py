@@ -93,10 +93,13 @@ def test_make_deploy_creates_the_default_secret_once_and_never_overwrites() -> N
     from tests.charts.test_versions import _make_dry_run
 
     lines = _make_dry_run("deploy")
-    (create,) = [line for line in lines if "create secret generic" in line]
-    # Only when it is missing: kubectl get ... || kubectl create ...
-    assert "get secret" in create and "||" in create
-    assert create.index("get secret") < create.index("||") < create.index("create secret")
-    assert f"{DEFAULT_SECRET}" in create.replace("$(RELEASE)", RELEASE)
-    deploy = lines.index(create)
-    assert any("helm upgrade --install" in line for line in lines[deploy + 1 :])
+    creates = [line for line in lines if "create secret generic" in line]
+    # The database password and the payload keys (issue 31), each made once.
+    assert len(creates) == 2
+    for create, secret in zip(creates, (DEFAULT_SECRET, f"{RELEASE}-payload-keys"), strict=True):
+        # Only when it is missing: kubectl get ... || kubectl create ...
+        assert "get secret" in create and "||" in create
+        assert create.index("get secret") < create.index("||") < create.index("create secret")
+        assert secret in create.replace("$(RELEASE)", RELEASE)
+        deploy = lines.index(create)
+        assert any("helm upgrade --install" in line for line in lines[deploy + 1 :])

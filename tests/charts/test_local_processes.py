@@ -34,12 +34,15 @@ from orderflow.devstack.temporal import SQLITE_TUNING, TEMPORAL_DEV_TUNING
 from orderflow.settings import REPO_ROOT
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render, render_set
 from tests.charts.test_contract import APP_PORT_SETTING, container_env
-from tests.conftest import TEMPORAL_BIN
+from tests.conftest import TEMPORAL_BIN, TEST_PAYLOAD_KEYS
 
 STARTUP_SECONDS = 60.0
 # Stand-ins for what the pods read from Secrets. The session's PostgreSQL trusts local
 # connections, so the password is sent but not checked (the last test checks it).
-SESSION_SECRETS = {"PGPASSWORD": "not-checked-by-the-session-server"}
+SESSION_SECRETS = {
+    "PGPASSWORD": "not-checked-by-the-session-server",
+    "PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
+}
 
 
 @dataclass

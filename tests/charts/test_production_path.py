@@ -127,7 +127,8 @@ def test_prod_install_dry_run_prints_the_steps_in_order(otel: bool) -> None:
         ("install", "temporal", "temporal/temporal", "1.6.0"),
         ("install", "keda", "kedacore/keda", "2.20.2"),
         *(collector if otel else []),
-        ("create_secret_once", "orderflow"),
+        ("create_secret_once", "orderflow"),  # the database password
+        ("create_secret_once", "orderflow"),  # the payload keys
         ("install", "orderflow", "charts/orderflow", "-"),
         ("helm", "test"),
     ]

@@ -19,6 +19,7 @@ import pytest
 from orderflow.settings import REPO_ROOT
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render_set
 from tests.charts.test_contract import container_env
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.containers.podman import PYTHON_BASE, Container, cannot_run, on_ci, podman
 
 STARTUP_SECONDS = 90.0
@@ -85,7 +86,10 @@ def only_container(rendered: Rendered, name: str) -> tuple[Obj, Obj]:
 
 # Secrets the chart reads but never renders, as `make deploy` creates them: the built-in
 # PostgreSQL's password (GitOps-safe, see tests/charts/test_gitops.py).
-USER_SECRETS = {f"{RELEASE}-postgres-password": {"password": "container-test-password"}}
+USER_SECRETS = {
+    f"{RELEASE}-postgres-password": {"password": "container-test-password"},
+    f"{RELEASE}-payload-keys": {"keys": TEST_PAYLOAD_KEYS},
+}
 
 
 def secret_value(rendered: Rendered, ref: Obj) -> str:

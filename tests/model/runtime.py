@@ -34,7 +34,7 @@ from orderflow.models import (
     ValidateInput,
 )
 from orderflow.settings import Settings
-from orderflow.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from tests.model.gates import Gates
 from tests.workers.harness import step_double
 from workers.deadlines import DeadlineInterceptor
@@ -148,7 +148,7 @@ class ModelRuntime:
 
     async def _start(self) -> None:
         self.client = await Client.connect(
-            self.settings.temporal_address, data_converter=DATA_CONVERTER
+            self.settings.temporal_address, data_converter=TEST_CONVERTER
         )
         self.db = await create_pool(self.settings)
         self.api = Resources(self.settings)
@@ -192,7 +192,7 @@ class ModelRuntime:
         order_steps, shipping_steps = gated_steps(self.db, self.gates)
         # A client of its own: one client may not run two workers on a queue, and the
         # worker it replaces may still be finishing.
-        client = await Client.connect(self.settings.temporal_address, data_converter=DATA_CONVERTER)
+        client = await Client.connect(self.settings.temporal_address, data_converter=TEST_CONVERTER)
         worker = (
             Worker(
                 client,

@@ -32,7 +32,7 @@ from temporalio.runtime import (
 from temporalio.worker import Replayer
 
 from orderflow.models import OrderState
-from orderflow.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from tests.workers.harness import running_workers, wait_for_status
 from workers import metrics
 from workers.order.workflow import OrderWorkflow
@@ -64,7 +64,7 @@ async def test_metrics_are_not_double_counted_on_replay(
 ) -> None:
     buffer = MetricBuffer(1_000_000, duration_format=MetricBufferDurationFormat.SECONDS)
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
-    client = await Client.connect(temporal_address, data_converter=DATA_CONVERTER, runtime=runtime)
+    client = await Client.connect(temporal_address, data_converter=TEST_CONVERTER, runtime=runtime)
     queues = (f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}")
     updates: list[BufferedMetricUpdate] = []
 
@@ -102,7 +102,7 @@ async def test_metrics_are_not_double_counted_on_replay(
     # Replaying every history from the start records nothing of ours at all.
     replayer = Replayer(
         workflows=[OrderWorkflow, ShippingWorkflow],
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
         runtime=runtime,
     )
     for handle in handles:

@@ -21,7 +21,10 @@ ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "coun
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[StackProcess]:
-    s = StackProcess(tmp_path / "data", tmp_path / "stack.log", env={"LOG_FORMAT": "json"})
+    # As on a fresh machine: no payload keys configured (the tests' own is removed).
+    s = StackProcess(
+        tmp_path / "data", tmp_path / "stack.log", env={"LOG_FORMAT": "json", "PAYLOAD_KEYS": None}
+    )
     yield s
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
@@ -31,6 +34,14 @@ def test_make_run_stack(stack: StackProcess) -> None:
     stack.start()
     # The banner tells the developer the stack is up (start() waited for it too).
     assert "Orderflow is running" in stack.log_path.read_text()
+    # Without PAYLOAD_KEYS: a development key, made once in the data directory, said loudly.
+    dev_key = stack.data_dir / "payload-dev-key"
+    key = dev_key.read_text()
+    assert any(
+        e.get("level") == "warning" and "DEVELOPMENT key" in e.get("event", "")
+        for e in stack.events()
+    )
+    assert f"DEVELOPMENT payload key {dev_key}" in stack.log_path.read_text()
 
     # A crashed worker is restarted by the supervisor, with a log line saying so.
     first_pid = stack.pids("order-worker")[-1]
@@ -68,8 +79,9 @@ def test_make_run_stack(stack: StackProcess) -> None:
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"
 
-    # A second run keeps the data of the first.
+    # A second run keeps the data of the first, and the key its histories were written under.
     stack.start()
+    assert dev_key.read_text() == key
     with httpx.Client(base_url=stack.url, timeout=20) as http:
         status = http.get(f"/orders/{oid}/status").json()
     assert status["state"] == "COMPLETED" and status["source"] == "database"

@@ -60,11 +60,12 @@ class OrderActivities:
             burst, lambda charge: business.payment_charged(self.db, charge)
         )
         if outcome.value is not None:
+            # Not the payment id: it is the customer's (personal data, like the address);
+            # the order id finds the payment in PostgreSQL.
             activity.logger.info(
                 "payment charged",
                 extra={
                     "order_id": burst.arg.order_id,
-                    "payment_id": outcome.value.payment_id,
                     "amount": outcome.value.amount,
                     "payment_status": outcome.value.status,
                 },

@@ -198,9 +198,26 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
+{{/* The keys that encrypt every Temporal payload (PAYLOAD_KEYS) are never made here: a key
+     generated at render time would differ at every render and leave the histories written
+     under the last one unreadable. `make deploy` creates <fullname>-payload-keys once;
+     payloadEncryption.existingSecret names another (docs/kubernetes.md#payload-encryption-keys). */}}
+{{- define "orderflow.payloadKeysSecretName" -}}
+{{- default (include "orderflow.component" (list . "payload-keys")) .Values.payloadEncryption.existingSecret -}}
+{{- end -}}
+
+{{- define "orderflow.payloadKeysEnv" -}}
+- name: PAYLOAD_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.payloadKeysSecretName" . }}
+      key: {{ .Values.payloadEncryption.secretKey }}
+{{- end -}}
+
 {{/* Secret env vars of the app containers (config lives in the ConfigMap) ---- */}}
 {{- define "orderflow.secretEnv" -}}
 {{ include "orderflow.databaseEnv" . }}
+{{ include "orderflow.payloadKeysEnv" . }}
 {{- with include "orderflow.apiTokenSecretName" . }}
 - name: API_TOKEN
   valueFrom:

@@ -12,7 +12,7 @@ from temporalio.worker import Replayer
 
 from orderflow import store
 from orderflow.models import OrderState
-from orderflow.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from tests.workers.harness import running_workers
 from workers import flaky
 from workers.order.workflow import OrderWorkflow
@@ -63,7 +63,7 @@ async def test_orders_complete_within_budget_with_flaky_calls(
 
     # Histories full of failed and timed-out attempts replay to the same commands
     # (a worker restart or a query on an evicted workflow depends on it).
-    replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow], data_converter=TEST_CONVERTER)
     for handle in handles:
         await replayer.replay_workflow(await handle.fetch_history())
         child = temporal_client.get_workflow_handle(

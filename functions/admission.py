@@ -9,8 +9,8 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
   spends), the active orders over the stack's measured completion rate is how long a
   new order would spend being processed, on average, on any host and at any scale. A
   start is refused once that passes ``SHED_QUEUE_SECONDS`` (4.5 s: what kept every
-  admitted order inside the 15 s promise at twice the knee), never while at most ``SHED_MIN_ACTIVE_ORDERS`` are
-  active (an idle stack has no rate to measure yet).
+  admitted order inside the 15 s promise at twice the knee), never while at most
+  ``SHED_MIN_ACTIVE_ORDERS`` are active (an idle stack has no rate to measure yet).
   A measured limit, not a fixed one, because a fixed one means a different queue
   on every host. Active means stored and not ended, orders waiting for a human
   approval not counted (they cost nothing while they wait), nor orders not written for

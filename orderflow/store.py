@@ -230,7 +230,7 @@ async def charge_payment(
         )
         assert row is not None
         if row["order_id"] != order_id:
-            raise PaymentIdConflict(f"payment_id {payment_id} belongs to another order")
+            raise PaymentIdConflict(f"order {order_id}: its payment id belongs to another order")
         if row["status"] == "charged":
             await _advance(conn, order_id, OrderState.PAYMENT_CHARGED)
             await _event(

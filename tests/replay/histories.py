@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Replayer
 
-from orderflow.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from workers.deadlines import DeadlineInterceptor
 from workers.order.workflow import OrderWorkflow
 from workers.shipping.workflow import ShippingWorkflow
@@ -101,12 +101,14 @@ def load(history: Recorded) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     """The current workflows, configured as the workers run them: the project's data
-    converter, the worker's DeadlineInterceptor (workers/process.build_worker) and the
+    converter with the tests' payload key (histories are recorded encrypted under it;
+    older, unencrypted ones decode as they are), the worker's DeadlineInterceptor
+    (workers/process.build_worker) and the
     TracingInterceptor the workers inherit from their client when tracing is on
     (orderflow/tracing.py). Sandboxed, as the workflow tests run them: stricter than
     the workers' default, never more lenient."""
     return Replayer(
         workflows=[OrderWorkflow, ShippingWorkflow],
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
         interceptors=[DeadlineInterceptor(), TracingInterceptor()],
     )

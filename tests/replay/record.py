@@ -53,8 +53,7 @@ from orderflow.models import (
     ValidateInput,
 )
 from orderflow.settings import REPO_ROOT, Settings
-from orderflow.temporal import DATA_CONVERTER
-from tests.conftest import TEMPORAL_BIN, LocalPostgres
+from tests.conftest import TEMPORAL_BIN, TEST_CONVERTER, LocalPostgres
 from tests.replay.histories import DEV_SET, HISTORIES, MANIFEST, REQUIRED_PATHS
 from tests.workers.harness import Gate, running_workers, step_double, wait_for_status
 from workers import flaky
@@ -344,7 +343,7 @@ async def main_async(set_name: str, force: bool) -> int:
             await pg.ready()
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=str(TEMPORAL_BIN),
-                data_converter=DATA_CONVERTER,
+                data_converter=TEST_CONVERTER,
                 dev_server_log_level="error",
                 runtime=runtime,
             )

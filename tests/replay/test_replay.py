@@ -16,7 +16,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from orderflow.models import OrderInput, OrderResult
-from orderflow.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from tests.replay.histories import (
     DEV_SET,
     HISTORIES,
@@ -76,7 +76,7 @@ class ReorderedOrderWorkflow:
 
 async def test_an_incompatible_change_is_caught() -> None:
     history = next(r for r in all_recorded() if r.file.name == "approved_and_shipped.json")
-    changed = Replayer(workflows=[ReorderedOrderWorkflow], data_converter=DATA_CONVERTER)
+    changed = Replayer(workflows=[ReorderedOrderWorkflow], data_converter=TEST_CONVERTER)
     with pytest.raises(NondeterminismError):
         await changed.replay_workflow(load(history))
 

@@ -1,38 +1,44 @@
 """Order endpoints: start, approve / cancel / update-address, status, events.
 
-Thin by design: they validate input, talk to Temporal, and read PostgreSQL.
-Every state change happens in the workflow; nothing here writes to the database.
+Thin by design: they validate input, talk to Temporal, and read PostgreSQL. Every
+state change happens in the workflow; nothing here writes to the database. The
+messages' protocol is functions/order_messages.py, reading and composing status
+functions/order_reads.py, the status long poll functions/long_poll.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from functions import auth, metrics
 from functions.admission import AdmissionDep
-from functions.deps import Resources, ResourcesDep, SettingsDep
+from functions.deps import ResourcesDep, SettingsDep
 from functions.errors import documented, unavailable
-from functions.order_changes import RECHECK_SECONDS, TooManyWaits
+from functions.long_poll import wait_for_change
+from functions.order_messages import counted, send_approve, update
+from functions.order_reads import (
+    QUERY_TIMEOUT,
+    from_database,
+    not_stored_yet,
+    read_order,
+    stored_order,
+    temporal,
+    workflow_exists,
+    workflow_id,
+)
 from orderflow import store
 from orderflow.models import (
     ORDER_ID_PATTERN,
@@ -43,7 +49,6 @@ from orderflow.models import (
     OrderInput,
     OrderState,
     OrderStatus,
-    Step,
     Strict,
     UpdateAccepted,
 )
@@ -60,19 +65,9 @@ OrderIdPath = Annotated[
 ]
 
 DEFAULT_ITEMS = [Item(sku="ABC", qty=1)]
-# A query is answered between workflow tasks; while the order runs a step's attempt
-# loop (local activities, up to a few seconds under load) it waits. Past this the API
-# answers from what it knows without the worker: the stored order, or Temporal's own
-# record that the workflow runs.
-QUERY_TIMEOUT = timedelta(milliseconds=300)
 # The longest a status request may wait for a change: well inside the idle timeouts
 # of load balancers (60 s) and API Gateway's 29 s limit in front of Lambda.
 WAIT_MAX_SECONDS = 20.0
-# A waiting request notices its client has gone within this long, and lets go.
-DISCONNECT_CHECK = 0.5
-# A status read that gets no connection or no answer in this long fails (503, or the
-# workflow answers): a hung database must not hold requests or starve the pool.
-READ_TIMEOUT_SECONDS = 1.0
 
 
 class StartOrder(Strict):
@@ -101,10 +96,6 @@ class OrderEvents(BaseModel):
     events: list[OrderEvent]
 
 
-def workflow_id(order_id: str) -> str:
-    return f"order-{order_id}"
-
-
 @router.post(
     "/{order_id}/start",
     status_code=status.HTTP_202_ACCEPTED,
@@ -123,7 +114,7 @@ async def start_order(
     # Temporal remembers a closed workflow only for its namespace's retention; the
     # database remembers the order for good. An id it knows is taken, however old, and
     # an id it cannot check now is not started.
-    if await _stored(res, order_id) is not None:
+    if await stored_order(res, order_id) is not None:
         raise HTTPException(409, f"order {order_id} already exists")
     order = OrderInput(
         order_id=order_id,
@@ -135,7 +126,7 @@ async def start_order(
         shipping_task_queue=settings.shipping_task_queue,
         step_mode=settings.step_mode,
     )
-    client = await _temporal(res)
+    client = await temporal(res)
     sent = time.monotonic()
     try:
         handle = await client.start_workflow(
@@ -169,21 +160,7 @@ async def start_order(
     dependencies=[auth.WRITE],
 )
 async def approve(order_id: OrderIdPath, res: ResourcesDep) -> UpdateAccepted:
-    return await _counted("approve", _send_approve(res, order_id))
-
-
-async def _send_approve(res: Resources, order_id: str) -> UpdateAccepted:
-    # A signal (see OrderWorkflow.approve): recorded by Temporal at once, whatever the
-    # order worker is doing; the database tells whether the order has already ended.
-    stored = await _stored(res, order_id)
-    if stored is not None and stored.state.terminal:
-        raise HTTPException(409, f"the order is already {stored.state.value}")
-    client = await _temporal(res)
-    try:
-        await client.get_workflow_handle(workflow_id(order_id)).signal("approve")
-    except RPCError as err:
-        raise await _not_running(res, order_id, err) from err
-    return UpdateAccepted(order_id=order_id, accepted="approve")
+    return await counted("approve", send_approve(res, order_id))
 
 
 @router.post(
@@ -199,7 +176,7 @@ async def cancel(
     settings: SettingsDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> UpdateAccepted:
-    return await _update(
+    return await update(
         res, settings.update_timeout_seconds, order_id, "cancel", body or CancelRequest()
     )
 
@@ -214,7 +191,7 @@ async def cancel(
 async def update_address(
     order_id: OrderIdPath, body: AddressUpdate, res: ResourcesDep, settings: SettingsDep
 ) -> UpdateAccepted:
-    return await _update(res, settings.update_timeout_seconds, order_id, "update_address", body)
+    return await update(res, settings.update_timeout_seconds, order_id, "update_address", body)
 
 
 class StatusQuery(BaseModel):
@@ -250,20 +227,20 @@ async def order_status(
 ) -> OrderStatus | Response:
     live = query.live
     database_answered = True
-    # The stored order answers by default: one indexed read, no work for Temporal or
+    # The row order answers by default: one indexed read, no work for Temporal or
     # the worker, so pollers cost next to nothing. It moves with every step's commit.
     try:
         if query.wait > 0:
-            stored = await _wait_for_change(res, order_id, query.wait, query.changed_from, request)
+            row = await wait_for_change(res, order_id, query.wait, query.changed_from, request)
         else:
-            stored = await _read_order(res, order_id)
+            row = await read_order(res, order_id)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         # The database is down: the workflow still knows, if it answers.
-        stored, live, database_answered = None, True, False
-    if stored is not None and (stored.state.terminal or not live):
+        row, live, database_answered = None, True, False
+    if row is not None and (row.state.terminal or not live):
         # The common case, serialised once: FastAPI would validate the model again.
-        return Response(_from_database(stored).model_dump_json(), media_type="application/json")
-    client = await _temporal(res)
+        return Response(from_database(row).model_dump_json(), media_type="application/json")
+    client = await temporal(res)
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id(order_id))
     if live:
         try:
@@ -272,8 +249,8 @@ async def order_status(
             )
             return answer
         except (WorkflowQueryFailedError, RPCError) as err:
-            if stored is not None:
-                return _from_database(stored)
+            if row is not None:
+                return from_database(row)
             if not database_answered:
                 # Neither can say: Temporal may have forgotten an order the database
                 # holds (retention), and a workflow too busy to answer (retrying a
@@ -282,102 +259,8 @@ async def order_status(
             if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, f"order {order_id} not found") from err
     # The database answered that it has no row: Temporal says whether the order is
-    # starting, or ended before it stored anything.
-    return await _not_stored_yet(handle, order_id)
-
-
-async def _wait_for_change(
-    res: Resources,
-    order_id: str,
-    wait: float,
-    changed_from: OrderState | None,
-    request: Request | None = None,
-) -> store.OrderRow | None:
-    """The stored order once it has ended or left ``changed_from``, or after ``wait`` s
-    (at once when the process already holds as many waits as it may: a long poll may
-    always answer early, and its client simply asks again)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-
-    def answers(state: str) -> bool:
-        """A state worth answering with: the end, or a move away from ``changed_from``."""
-        return OrderState(state).terminal or (
-            changed_from is not None and state != changed_from.value
-        )
-
-    changes = await res.order_changes()
-    try:
-        async with changes.watching(order_id, answers) as changed:
-            while True:
-                changed.clear()
-                async with res.wait_reads:
-                    stored = await _read_order(res, order_id)
-                if (stored is not None and answers(stored.state.value)) or (
-                    loop.time() >= deadline
-                ):
-                    return stored
-                # Without a proven listener, re-read now and then; with one, only when
-                # told (or woken because the listener was lost or came back).
-                recheck = RECHECK_SECONDS if not changes.listening else wait
-                if await _client_left_before(
-                    changed, min(deadline, loop.time() + recheck), request
-                ):
-                    metrics.STATUS_WAITS_ABANDONED.inc()
-                    return stored  # nobody to answer: free the wait now
-    except TooManyWaits:
-        metrics.STATUS_WAITS_CAPPED.inc()
-        return await _read_order(res, order_id)
-
-
-async def _client_left_before(
-    changed: asyncio.Event, until: float, request: Request | None
-) -> bool:
-    """Wait for ``changed`` until the loop time ``until``; True if the client left."""
-    loop = asyncio.get_running_loop()
-    while not changed.is_set() and loop.time() < until:
-        if request is not None and await request.is_disconnected():
-            return True
-        step = min(until - loop.time(), DISCONNECT_CHECK if request is not None else until)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), max(step, 0))
-    return False
-
-
-async def _not_stored_yet(handle: WorkflowHandle[Any, Any], order_id: str) -> OrderStatus:
-    """Status of an order the database does not hold: Temporal's own record says
-    whether it exists, is being received, or ended before it stored anything."""
-    try:
-        described = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(404, f"order {order_id} not found") from err
-        raise unavailable("Temporal") from err
-    status = described.status
-    if status == WorkflowExecutionStatus.RUNNING:
-        # Running and nothing stored: its first step is under way.
-        return OrderStatus(
-            order_id=order_id,
-            workflow_id=workflow_id(order_id),
-            state=OrderState.RECEIVED,
-            step=Step.RECEIVE,
-            started_at=described.start_time,
-            updated_at=described.start_time,
-            source="temporal",
-        )
-    # Every ending the workflow makes itself stores the order first: one that closed
-    # without a row was ended by Temporal (terminated, timed out), which never charged.
-    how = status.name.lower().replace("_", " ") if status else "closed"
-    return OrderStatus(
-        order_id=order_id,
-        workflow_id=workflow_id(order_id),
-        state=OrderState.TERMINATED,
-        step=Step.DONE,
-        reason=f"ended in Temporal ({how}) before the order was stored",
-        started_at=described.start_time,
-        updated_at=described.close_time,
-        finished_at=described.close_time,
-        source="temporal",
-    )
+    # starting, or ended before it row anything.
+    return await not_stored_yet(handle, order_id)
 
 
 @router.get("/{order_id}/events", response_model=OrderEvents, dependencies=[auth.READ])
@@ -388,165 +271,6 @@ async def order_events(order_id: OrderIdPath, res: ResourcesDep) -> OrderEvents:
             events = await store.list_events(conn, order_id)
     except (OSError, asyncpg.PostgresError) as err:
         raise unavailable("the database") from err
-    if not events and not await _workflow_exists(res, order_id):
+    if not events and not await workflow_exists(res, order_id):
         raise HTTPException(404, f"order {order_id} not found")
     return OrderEvents(order_id=order_id, events=[OrderEvent(**e) for e in events])
-
-
-# --- helpers ---------------------------------------------------------------------
-
-
-async def _temporal(res: Resources) -> Any:
-    try:
-        return await res.temporal()
-    except RuntimeError as err:  # connection refused / unreachable at connect time
-        raise unavailable("Temporal") from err
-
-
-async def _update(
-    res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
-) -> UpdateAccepted:
-    return await _counted(name, _send_update(res, wait_seconds, order_id, name, arg))
-
-
-async def _counted(name: str, send: Awaitable[UpdateAccepted]) -> UpdateAccepted:
-    """Count the customer action by its result (accepted / rejected / error status)."""
-    try:
-        accepted = await send
-    except HTTPException as err:
-        metrics.order_update(name, "rejected" if err.status_code == 409 else str(err.status_code))
-        raise
-    metrics.order_update(name, "accepted")
-    return accepted
-
-
-async def _send_update(
-    res: Resources, wait_seconds: float, order_id: str, name: str, arg: Any
-) -> UpdateAccepted:
-    client = await _temporal(res)
-    handle = client.get_workflow_handle(workflow_id(order_id))
-    args = [] if arg is None else [arg]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    # First the verdict (the workflow's validator): accepted, or rejected (409).
-    try:
-        update = await handle.start_update(
-            name,
-            args=args,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            result_type=UpdateAccepted,
-            rpc_timeout=timedelta(seconds=wait_seconds),
-        )
-    except WorkflowUpdateFailedError as err:
-        raise _update_failed(name, err) from err
-    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-        raise HTTPException(
-            503,
-            f"the order worker did not answer within {wait_seconds:g} s; the {name} may still "
-            "be applied when it does: repeat it to be sure (repeating is harmless)",
-            headers={"Retry-After": "1"},
-        ) from err
-    except RPCError as err:
-        raise await _not_running(res, order_id, err) from err
-    # Then its completion: an address change counts once it is stored.
-    try:
-        result: UpdateAccepted = await update.result(
-            rpc_timeout=timedelta(seconds=max(0.1, deadline - loop.time()))
-        )
-    except WorkflowUpdateFailedError as err:
-        raise _update_failed(name, err) from err
-    except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
-        # Accepted, and not yet known to be applied (still being stored, or Temporal
-        # did not answer the wait): the acceptance stands, and nothing uses the old value.
-        return UpdateAccepted(order_id=order_id, accepted=name, applied=False)
-    return result
-
-
-def _update_failed(name: str, err: WorkflowUpdateFailedError) -> HTTPException:
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == "Rejected":
-        return HTTPException(409, cause.message)
-    # Accepted, then failed while being applied: nothing changed, and no conflict.
-    return HTTPException(
-        503,
-        f"the {name} was accepted but could not be applied; nothing changed, retry shortly",
-        headers={"Retry-After": "1"},
-    )
-
-
-async def _not_running(res: Resources, order_id: str, err: RPCError) -> HTTPException:
-    """The error to answer when Temporal refused a message for the order."""
-    if err.status != RPCStatusCode.NOT_FOUND:
-        return unavailable("Temporal")
-    stored = await _stored(res, order_id)
-    if stored is not None and stored.state.terminal:
-        return HTTPException(409, f"the order is already {stored.state.value}")
-    if stored is not None or await _workflow_exists(res, order_id):
-        # Stored as still running, but its workflow is closed: Temporal ended it, and
-        # the reconciler closes the row within seconds.
-        return HTTPException(409, "the order has already ended")
-    return HTTPException(404, f"order {order_id} not found")
-
-
-async def _stored(res: Resources, order_id: str) -> store.OrderRow | None:
-    """The stored order, or None when there is none; 503 when the database cannot say."""
-    try:
-        return await _read_order(res, order_id)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        raise unavailable("the database") from err
-
-
-async def _read_order(res: Resources, order_id: str) -> store.OrderRow | None:
-    """The stored order; TimeoutError when the database does not answer in time."""
-    pool = await res.db()
-    async with pool.acquire(timeout=READ_TIMEOUT_SECONDS) as conn:
-        return await asyncio.wait_for(store.get_order(conn, order_id), READ_TIMEOUT_SECONDS)
-
-
-async def _workflow_exists(res: Resources, order_id: str) -> bool:
-    client = await _temporal(res)
-    try:
-        await client.get_workflow_handle(workflow_id(order_id)).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise unavailable("Temporal") from err
-    return True
-
-
-# What a running order is doing, judged from the last state it stored.
-STEP_AFTER_STATE = {
-    OrderState.RECEIVED: Step.VALIDATE,
-    OrderState.VALIDATED: Step.REVIEW,
-    OrderState.AWAITING_APPROVAL: Step.REVIEW,
-    OrderState.PAYMENT_CHARGED: Step.PREPARE,
-    OrderState.SHIPPING: Step.DISPATCH,
-}
-
-
-def _from_database(row: store.OrderRow) -> OrderStatus:
-    step: str = STEP_AFTER_STATE.get(row.state, Step.DONE)
-    if row.state == OrderState.SHIPPING and row.tracking_number:
-        step = Step.MARK_SHIPPED
-    # The stored order's own clock: an order is finished when its final write
-    # committed (the workflow's summary is taken a step earlier).
-    facts: dict[str, Any] = {
-        "state": row.state,
-        "step": step,
-        "payment_status": row.payment_status,
-        "tracking_number": row.tracking_number,
-        "reason": row.reason,
-        "updated_at": row.updated_at,
-        "finished_at": row.updated_at if row.state.terminal else None,
-        "source": "database",
-    }
-    if row.summary:
-        return OrderStatus.model_validate(row.summary).model_copy(update=facts)
-    return OrderStatus(
-        order_id=row.id,
-        workflow_id=workflow_id(row.id),
-        address=Address.model_validate(row.address),
-        payment_id=row.payment_id,
-        started_at=row.created_at,
-        **facts,
-    )

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from temporalio.client import Client, WorkflowUpdateHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from functions import order_messages
 from functions.deps import Resources
-from functions.routes import orders as routes
 from orderflow.devstack.launcher import free_port
 from orderflow.models import AddressUpdate, OrderState
 from orderflow.settings import Settings
@@ -105,7 +105,7 @@ async def test_an_accepted_change_whose_result_temporal_fails_to_give_is_still_a
         await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
         with monkeypatch.context() as patched:
             patched.setattr(WorkflowUpdateHandle, "result", unavailable)
-            answer = await routes._send_update(
+            answer = await order_messages.send_update(
                 res, 2, order_id_of(handle), "update_address", AddressUpdate(address=PARIS)
             )
         assert (answer.accepted, answer.applied) == ("update_address", False)

@@ -25,6 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
+from functions import order_messages, order_reads
 from functions.routes import orders as routes
 from orderflow import store
 from orderflow.models import (
@@ -121,7 +122,7 @@ class OrderProtocol(RuleBasedStateMachine):
                     shipping_max_attempts=2,
                     shipping_task_queue=rt.shipping_queue,
                 ),
-                id=routes.workflow_id(self.order_id),
+                id=order_reads.workflow_id(self.order_id),
                 task_queue=rt.order_queue,
                 result_type=OrderResult,
             )
@@ -130,7 +131,7 @@ class OrderProtocol(RuleBasedStateMachine):
 
     @rule()
     def approve(self) -> None:
-        self._send("approve", routes._send_approve(self.runtime.api, self.order_id))
+        self._send("approve", order_messages.send_approve(self.runtime.api, self.order_id))
 
     @rule()
     def cancel(self) -> None:
@@ -192,7 +193,7 @@ class OrderProtocol(RuleBasedStateMachine):
 
     def _update(self, name: str, arg: Any) -> Any:
         rt = self.runtime
-        return routes._send_update(
+        return order_messages.send_update(
             rt.api, rt.settings.update_timeout_seconds, self.order_id, name, arg
         )
 

@@ -16,8 +16,8 @@ from fastapi import HTTPException
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
+from functions import order_messages
 from functions.deps import Resources
-from functions.routes import orders as routes
 from orderflow.models import (
     AddressUpdate,
     DispatchInput,
@@ -80,7 +80,7 @@ async def test_the_api_says_accepted_and_being_applied_when_storing_outlasts_its
         handle = await h.start()
         await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
         oid = order_id_of(handle)
-        answer = await routes._send_update(
+        answer = await order_messages.send_update(
             res, 0.5, oid, "update_address", AddressUpdate(address=PARIS)
         )
         # Before: 503 "try again" while the change went on to be used.
@@ -96,11 +96,11 @@ def test_only_a_rejection_is_a_conflict() -> None:
     def failed(cause: ApplicationError) -> WorkflowUpdateFailedError:
         return WorkflowUpdateFailedError(cause)
 
-    rejected = routes._update_failed(
+    rejected = order_messages.update_failed(
         "cancel", failed(ApplicationError("too late", type="Rejected"))
     )
     assert rejected.status_code == 409 and rejected.detail == "too late"
-    broken = routes._update_failed(
+    broken = order_messages.update_failed(
         "update_address",
         failed(ApplicationError("update_address: boom", type="StepFailed", non_retryable=True)),
     )

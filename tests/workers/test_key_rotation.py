@@ -17,7 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from orderflow.models import OrderState
+from orderflow.models import OrderResult, OrderState
 from orderflow.payload_codec import ENCODING, KEY_ID_METADATA, Keyring
 from orderflow.temporal import data_converter
 from tests.workers.harness import running_workers, wait_for_status
@@ -70,7 +70,7 @@ async def test_orders_started_under_key_a_complete_after_switching_to_key_b(
     # The workers restart with B current (A kept for decryption); the approvals and
     # everything after are written under B.
     async with running_workers(client_b, db, queues=queues):
-        on_b = [client_b.get_workflow_handle_for(OrderWorkflow.run, h.id) for h in handles]
+        on_b = [client_b.get_workflow_handle(h.id, result_type=OrderResult) for h in handles]
         for handle in on_b:
             await handle.signal(OrderWorkflow.approve)
         results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in on_b)), 60)

@@ -11,8 +11,6 @@ import json
 
 import asyncpg
 import pytest
-from google.protobuf.message import Message
-from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
@@ -21,6 +19,7 @@ from orderflow.models import OrderResult, OrderState
 from orderflow.payload_codec import ENCODING, KEY_ID_METADATA, Keyring
 from orderflow.temporal import data_converter
 from tests.workers.harness import running_workers, wait_for_status
+from tools.codec_cost import payloads_in
 from workers.order.workflow import OrderWorkflow
 from workers.shipping.workflow import ShippingWorkflow
 
@@ -31,26 +30,6 @@ LOCAL_ACTIVITY_BOOKKEEPING = {
 }
 KEY_A = base64.b64decode(Keyring.new_key())
 KEY_B = base64.b64decode(Keyring.new_key())
-
-
-def _payloads(message: Message) -> list[Payload]:
-    """Every Payload anywhere inside a protobuf message (events, failures, markers)."""
-    if isinstance(message, Payload):
-        return [message]
-    found: list[Payload] = []
-    for field, value in message.ListFields():
-        if field.message_type is None:
-            continue
-        if isinstance(value, Message):
-            items = [value]
-        elif field.message_type.GetOptions().map_entry:
-            items = list(value.values())
-        else:  # a repeated field
-            items = list(value)
-        for item in items:
-            if isinstance(item, Message):
-                found.extend(_payloads(item))
-    return found
 
 
 async def test_orders_started_under_key_a_complete_after_switching_to_key_b(
@@ -81,7 +60,7 @@ async def test_orders_started_under_key_a_complete_after_switching_to_key_b(
         histories.append(await handle.fetch_history())
         child = f"shipping-{handle.id.removeprefix('order-')}-run1"
         histories.append(await client_b.get_workflow_handle(child).fetch_history())
-    payloads = [p for h in histories for e in h.events for p in _payloads(e)]
+    payloads = [p for h in histories for e in h.events for p in payloads_in(e)]
     assert len(payloads) > ORDERS * 10
     # Every payload is encrypted but one the SDK's core writes itself, never through the
     # codec: a local-activity marker's bookkeeping (sequence, type, times), no user data.
@@ -89,7 +68,7 @@ async def test_orders_started_under_key_a_complete_after_switching_to_key_b(
         (e.event_type, json.loads(p.data))
         for h in histories
         for e in h.events
-        for p in _payloads(e)
+        for p in payloads_in(e)
         if p.metadata.get("encoding") != ENCODING
     ]
     assert {kind for kind, _ in clear} <= {EventType.EVENT_TYPE_MARKER_RECORDED}
@@ -98,7 +77,7 @@ async def test_orders_started_under_key_a_complete_after_switching_to_key_b(
         keys = {
             p.metadata[KEY_ID_METADATA]
             for e in order_history.events
-            for p in _payloads(e)
+            for p in payloads_in(e)
             if p.metadata.get("encoding") == ENCODING
         }
         assert keys == {b"a", b"b"}, "the order's history holds payloads under both keys"

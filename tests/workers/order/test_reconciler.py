@@ -32,14 +32,20 @@ async def sweep_until_closed(rec: Reconciler, db: asyncpg.Pool, order_id: str) -
     raise AssertionError(f"{order_id} was never closed: {row.state}")
 
 
+async def terminated_in_review(client: Client, db: asyncpg.Pool, reason: str) -> str:
+    """An order terminated in Temporal while it waited for review: its workflow id."""
+    async with running_workers(client, db) as h:
+        handle = await h.start()
+        await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
+        await handle.terminate(reason=reason)
+    return handle.id
+
+
 async def test_an_order_terminated_in_review_is_closed_terminated_with_the_reason(
     temporal_client: Client, db: asyncpg.Pool, flaky_off: None
 ) -> None:
-    async with running_workers(temporal_client, db) as h:
-        handle = await h.start()
-        await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
-        await handle.terminate(reason="customer called: wrong order")
-    oid = order_id_of(handle)
+    workflow_id = await terminated_in_review(temporal_client, db, "customer called: wrong order")
+    oid = workflow_id.removeprefix("order-")
     row = await sweep_until_closed(reconciler(temporal_client, db), db, oid)
     assert row.state == OrderState.TERMINATED
     assert row.reason is not None and "terminated" in row.reason
@@ -75,17 +81,14 @@ async def test_a_charged_order_that_was_terminated_keeps_its_charge_for_a_decisi
 async def test_an_order_deleted_from_temporal_is_closed_by_the_quiet_row_check(
     temporal_client: Client, db: asyncpg.Pool, flaky_off: None
 ) -> None:
-    async with running_workers(temporal_client, db) as h:
-        handle = await h.start()
-        await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
-        await handle.terminate(reason="to be deleted")
+    workflow_id = await terminated_in_review(temporal_client, db, "to be deleted")
     await temporal_client.workflow_service.delete_workflow_execution(
         DeleteWorkflowExecutionRequest(
             namespace=temporal_client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
         )
     )
-    oid = order_id_of(handle)
+    oid = workflow_id.removeprefix("order-")
     rec = reconciler(temporal_client, db, quiet=0.1)
     row = await sweep_until_closed(rec, db, oid)
     assert row.state == OrderState.TERMINATED

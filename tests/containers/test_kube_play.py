@@ -33,11 +33,18 @@ import yaml
 from orderflow.devstack.launcher import free_port
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec
 from tests.charts.test_contract import APP_PORT_SETTING
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.containers.podman import podman
 
 pytestmark = pytest.mark.containers
 
-SECRET = f"{RELEASE}-postgres-password"  # what the Deployments read PGPASSWORD from
+# The Secrets the chart never makes and the Deployments read: PGPASSWORD (the session's
+# database trusts any password, and its URL replaces the chart's plain DATABASE_URL
+# below) and PAYLOAD_KEYS (the tests' key, the one every other test encrypts with).
+SECRETS = {
+    f"{RELEASE}-postgres-password": {"password": b"kube-play"},
+    f"{RELEASE}-payload-keys": {"keys": TEST_PAYLOAD_KEYS.encode()},
+}
 
 
 def with_database(workload: Obj, dsn: str) -> Obj:
@@ -83,25 +90,29 @@ def played(
     config.update({k: str(v) for k, v in ports.items()})
     config["TEMPORAL_ADDRESS"] = temporal_address
     config_map = {**rendered.get("ConfigMap", f"{RELEASE}-config"), "data": config}
-    # The key the Deployments reference (PGPASSWORD); the session's database trusts
-    # any password, and its URL replaces the chart's plain DATABASE_URL below.
-    secret = {"password": base64.b64encode(b"kube-play").decode()}
-    secret_file = tmp_path_factory.mktemp("kube") / "secret.json"
-    secret_file.write_text(json.dumps(secret))
-    manifest = secret_file.parent / "orderflow.yaml"
+    folder = tmp_path_factory.mktemp("kube")
+    for name, data in SECRETS.items():
+        secret_file = folder / f"{name}.json"
+        secret_file.write_text(
+            json.dumps({k: base64.b64encode(v).decode() for k, v in data.items()})
+        )
+        podman("secret", "rm", name, check=False)
+        podman("secret", "create", name, str(secret_file))
+    manifest = folder / "orderflow.yaml"
     deployments = [
         with_database(without_ports(rendered.get("Deployment", n)), postgres_dsn)
         for n in APP_PORT_SETTING
     ]
     manifest.write_text(yaml.safe_dump_all([config_map, *deployments]))
-    podman("secret", "rm", SECRET, check=False)
-    podman("secret", "create", SECRET, str(secret_file))
+    # A play that failed half-way leaves pods `--replace` cannot replace: clear them.
+    podman("kube", "down", str(manifest), check=False, timeout=120)
     try:
         podman("kube", "play", "--network", "host", "--replace", str(manifest), timeout=180)
         yield manifest, {n: ports[s] for n, s in APP_PORT_SETTING.items()}
     finally:
         podman("kube", "down", str(manifest), check=False, timeout=120)
-        podman("secret", "rm", SECRET, check=False)
+        for name in SECRETS:
+            podman("secret", "rm", name, check=False)
 
 
 def wait_ready(port: int, within: float = 90) -> Obj:

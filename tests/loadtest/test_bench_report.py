@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from functions import metrics
-from loadtest import bench_report, prometheus_text
+from loadtest import bench_report, host, prometheus_text
 
 
 def a_point(**extra: Any) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def test_a_point_from_before_the_reference_shows_a_dash() -> None:
 
 
 def test_the_reference_workload_takes_measurable_time() -> None:
-    ms = bench_report.reference_workload_ms()
+    ms = host.reference_workload_ms()
     assert 1 < ms < 60_000
 
 
@@ -89,3 +89,52 @@ def test_the_report_shows_temporals_work_only_where_it_was_counted() -> None:
     assert "| 10 orders/s | 4.00 | 12.00 |" in lines
     assert not any(line.startswith("| plain dev server") for line in lines)
     assert bench_report.temporal_lines([a_point(temporal_per_order=None)]) == []
+
+
+def a_rate_point(name: str, offered: float, orders: int, within: int, shed: int) -> dict[str, Any]:
+    return a_point(
+        name=name,
+        offered_per_second=offered,
+        orders=orders,
+        completed_within_slo=within,
+        shed=shed,
+        share_within_slo=within / (orders - shed),
+        latency={"p99": 9.5, "max": 12.25},
+    )
+
+
+def test_goodput_is_orders_within_15_s_per_offered_second_against_the_stacks_best() -> None:
+    points = [
+        a_rate_point("fresh-10-poll1", 10, 600, 600, 0),
+        a_rate_point("fresh-25-poll1", 25, 1500, 1170, 300),  # 19.5/s: the best
+        a_rate_point("fresh-34-poll1", 34, 2040, 960, 1000),  # 16.0/s
+        a_rate_point("external-25-poll1", 25, 1500, 900, 600),
+        a_rate_point("preloaded-10-poll1", 10, 600, 600, 0),  # not an admission stack
+        a_point(name="one-at-a-time", offered_per_second=None, orders=20),
+    ]
+    found = bench_report.goodput(points)
+    assert set(found) == {"fresh", "external"}
+    assert found["fresh"]["best"] == 19.5
+    assert found["fresh"]["share_of_best"] == {
+        "fresh-10-poll1": 0.513,
+        "fresh-25-poll1": 1.0,
+        "fresh-34-poll1": 0.821,
+    }
+    assert found["external"]["best"] == 15.0
+    rows = [line for line in bench_report.goodput_lines(points) if line.startswith("| `make")]
+    assert rows[2] == (
+        "| `make run` defaults | 34/s | 49 % | 1040 | **16.0/s** | 82 % | 92.3 % "
+        "| 9.50 s / 12.25 s |"
+    )
+
+
+def test_the_plain_dev_servers_cost_is_put_beside_make_runs() -> None:
+    embedded = a_point(name="fresh-10-poll1")
+    embedded["cpu_per_order"] = {**embedded["cpu_per_order"], "temporal": 0.055}
+    plain = a_point(name="external-10-poll1", cpu_per_order_stack=0.09)
+    plain["cpu_per_order"] = {**plain["cpu_per_order"], "temporal": 0.041}
+    line = bench_report.plain_server_line({"fresh-10-poll1": embedded, "external-10-poll1": plain})
+    assert "**41 ms** of CPU an order" in line
+    assert "embedded one (SQLite file, one partition) **55 ms**" in line
+    assert "the whole stack 90 against 60 ms" in line
+    assert bench_report.plain_server_line({"fresh-10-poll1": embedded}) == ""

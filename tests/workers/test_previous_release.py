@@ -39,6 +39,7 @@ from orderflow import store
 from orderflow.devstack.launcher import free_port
 from orderflow.models import Address, Item, OrderInput, OrderState
 from orderflow.settings import REPO_ROOT
+from tests.conftest import TEST_PAYLOAD_KEYS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -181,12 +182,20 @@ import asyncio, json, sys
 from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from orderflow.temporal import DATA_CONVERTER
+from orderflow.payload_codec import Keyring
+from orderflow.temporal import data_converter
+from workers.deadlines import DeadlineInterceptor
 from workers.order.workflow import OrderWorkflow
 from workers.shipping.workflow import ShippingWorkflow
 
 async def main():
-    replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow], data_converter=DATA_CONVERTER)
+    # As the release's workers run: its converter with the key the dev set was
+    # recorded under (tests/conftest.py), and its workflow interceptor.
+    replayer = Replayer(
+        workflows=[OrderWorkflow, ShippingWorkflow],
+        data_converter=data_converter(Keyring.parse(sys.argv[2])),
+        interceptors=[DeadlineInterceptor()],
+    )
     failed = []
     files = sorted(p for p in Path(sys.argv[1]).glob("*.json") if p.name != "manifest.json")
     for path in files:
@@ -210,7 +219,7 @@ def test_previous_release_replays_this_codes_histories(old_python: tuple[str, Pa
     ref, python = old_python
     dev_set = REPO_ROOT / "tests" / "replay" / "histories" / "dev"
     result = subprocess.run(
-        [str(python), "-c", REPLAY_IN_RELEASE, str(dev_set)],
+        [str(python), "-c", REPLAY_IN_RELEASE, str(dev_set), TEST_PAYLOAD_KEYS],
         cwd=python.parent,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -95,7 +95,6 @@ class OrderInput(Strict):
     review_timeout_seconds: float = Field(gt=0)
     shipping_max_attempts: int = Field(ge=1, le=10)
     shipping_task_queue: str = "shipping"
-    step_mode: Literal["local", "regular"] = "local"
 
 
 # The order workflow's first run (its chain): the writer its order row belongs to, so a
@@ -116,7 +115,6 @@ class ShippingInput(Strict):
     # The parent order's run, which its shipment rows are checked against (None: a run
     # its parent started before the check existed).
     run_id: RunId | None = None
-    step_mode: Literal["local", "regular"] = "local"
 
 
 class ShippingResult(Strict):

@@ -95,14 +95,6 @@ class Settings(BaseSettings):
         description="How long the API waits for the order worker to accept or reject "
         "cancel/update-address before answering 503 (approve is a signal: it does not wait).",
     )
-    step_mode: Literal["local", "regular"] = Field(
-        "local",
-        description="`regular` runs every step as a server-retried regular activity from its "
-        "first attempt, with REGULAR_RETRY (100 ms apart) and the 150 ms attempt deadline: the "
-        "design the measurements rule out, for `make bench`'s comparison only. (`local` hands "
-        "a step to the server only after 30 failures in a row, with OUTAGE_RETRY and a 4 s "
-        "deadline: workers/policies.py.)",
-    )
     flaky: Literal["on", "off"] = Field(
         "on", description="`off` skips flaky_call() in the business functions (debugging only)."
     )

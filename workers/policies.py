@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 
 from temporalio.common import RetryPolicy
 
@@ -32,16 +31,6 @@ OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
-)
-
-# "local" is the design. "regular" hands every step to the server at its first attempt,
-# so that `make bench` can show what the ruled-out design costs. The hand-over itself
-# is production code (above).
-StepMode = Literal["local", "regular"]
-REGULAR_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=100),
-    backoff_coefficient=1.0,
-    maximum_interval=timedelta(milliseconds=100),
 )
 
 

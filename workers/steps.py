@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -35,13 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from orderflow.models import StepError
     from workers import metrics
     from workers.attempts import TIMEOUT, TIMEOUT_MESSAGE, AttemptFailure, Burst, Outcome
-    from workers.policies import (
-        OUTAGE_RETRY,
-        REGULAR_RETRY,
-        SINGLE_ATTEMPT,
-        StepMode,
-        StepPolicy,
-    )
+    from workers.policies import OUTAGE_RETRY, SINGLE_ATTEMPT, StepPolicy
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -63,9 +56,8 @@ class StepFailed(ApplicationError):
 
 
 class StepRunner:
-    def __init__(self, workflow_id: str, mode: StepMode = "local") -> None:
+    def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
-        self.mode = mode
         self.attempts: dict[str, int] = {}
         self.errors: list[StepError] = []
 
@@ -88,10 +80,6 @@ class StepRunner:
         policy: StepPolicy,
     ) -> R:
         started: datetime = workflow.now()
-        if self.mode == "regular":
-            return await self._on_server(
-                step, activity, arg, policy, started, 0, policy.attempt_timeout, REGULAR_RETRY
-            )
         consecutive_timeouts = 0
         attempt = 0
         while True:
@@ -157,16 +145,7 @@ class StepRunner:
                     )
                 return cast(R, outcome.value)
             if policy.hands_over(attempt):
-                return await self._on_server(
-                    step,
-                    activity,
-                    arg,
-                    policy,
-                    started,
-                    attempt,
-                    policy.outage_attempt_timeout,
-                    OUTAGE_RETRY,
-                )
+                return await self._hand_over(step, activity, arg, policy, started, attempt)
 
     async def _call(
         self,
@@ -199,7 +178,7 @@ class StepRunner:
             )
             return Outcome(succeeded=False, failures=[failure])
 
-    async def _on_server(
+    async def _hand_over(
         self,
         step: str,
         activity: Callable[[Any, Burst[A]], Awaitable[Outcome[R]]],
@@ -207,24 +186,22 @@ class StepRunner:
         policy: StepPolicy,
         started: datetime,
         failed: int,
-        attempt_timeout: timedelta,
-        retry: RetryPolicy,
     ) -> R:
-        """The rest of the step as one regular activity, retried by the server until it
-        succeeds or the policy's attempts or budget run out. However many attempts that
-        takes, the history gains one activity's events (scheduled, started, closed)."""
-        if failed:
-            metrics.step_handed_over(str(step))
-            workflow.logger.warning(
-                "step handed to server-side retries",
-                extra={"step": step, "activity": activity.__name__, "failed_attempts": failed},
-            )
-            self.record_error(
-                step,
-                failed,
-                "HandedOver",
-                f"{failed} attempts failed in a row: retried by the Temporal server from now on",
-            )
+        """After ``failed`` local attempts (an outage), the rest of the step as one
+        regular activity, retried by the server (OUTAGE_RETRY) until it succeeds or the
+        policy's attempts or budget run out. However many attempts that takes, the
+        history gains one activity's events (scheduled, started, closed)."""
+        metrics.step_handed_over(str(step))
+        workflow.logger.warning(
+            "step handed to server-side retries",
+            extra={"step": step, "activity": activity.__name__, "failed_attempts": failed},
+        )
+        self.record_error(
+            step,
+            failed,
+            "HandedOver",
+            f"{failed} attempts failed in a row: retried by the Temporal server from now on",
+        )
         self.attempts[step] = self.attempts.get(step, 0) + 1
         budget_left = policy.budget - (workflow.now() - started) if policy.budget else None
         # 0 is the server's "no limit".
@@ -233,9 +210,9 @@ class StepRunner:
             outcome = await workflow.execute_activity_method(
                 activity,
                 Burst(arg=arg, policy=policy),
-                start_to_close_timeout=attempt_timeout,
+                start_to_close_timeout=policy.outage_attempt_timeout,
                 schedule_to_close_timeout=budget_left,
-                retry_policy=dataclasses.replace(retry, maximum_attempts=attempts_left),
+                retry_policy=dataclasses.replace(OUTAGE_RETRY, maximum_attempts=attempts_left),
             )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):

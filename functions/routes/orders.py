@@ -124,7 +124,6 @@ async def start_order(
         review_timeout_seconds=settings.review_timeout_seconds,
         shipping_max_attempts=settings.shipping_max_attempts,
         shipping_task_queue=settings.shipping_task_queue,
-        step_mode=settings.step_mode,
     )
     client = await temporal(res)
     sent = time.monotonic()

@@ -19,25 +19,16 @@ import pytest
 from orderflow.settings import REPO_ROOT
 from tests.charts.chart import RELEASE, Obj, Rendered, pod_spec, render_set
 from tests.charts.test_contract import container_env
+from tests.ci import on_ci, skip_or_fail
 from tests.conftest import TEST_PAYLOAD_KEYS
-from tests.containers.podman import PYTHON_BASE, Container, cannot_run, on_ci, podman
+from tests.containers.podman import PYTHON_BASE, Container, cannot_run, podman
 
 STARTUP_SECONDS = 90.0
 
 
-def require_podman(reason: str | None, ci: bool) -> None:
-    """Skip with the reason podman cannot run; on CI fail instead: a run with every
-    container test skipped would be green with nothing tested."""
-    if reason is None:
-        return
-    if ci:
-        pytest.fail(f"CI=true and podman cannot run containers: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def podman_ready() -> None:
-    require_podman(cannot_run(), on_ci())
+    skip_or_fail(cannot_run(), on_ci())
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """The load report as a person sees it: rendered by a real browser (headless
-Chromium) at 1300 px, it fits the window and shows the headline rounded."""
+Chromium) at 1300 px, it fits the window and shows the headline rounded.
+
+`make test` installs Debian's chromium where it can (the Makefile's `browser` target:
+as root or with sudo); where it could not, the browser test is skipped, saying so,
+except on CI (CI=true), where it fails."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import pytest
 
 from loadtest import report
 from loadtest.orders import OrderRecord, Summary, summarize
+from orderflow.settings import REPO_ROOT
+from tests.ci import on_ci, skip_or_fail
 
 WIDTH = 1300
 # Appended to a copy of the page: once everything (the plot included) has loaded,
@@ -25,11 +31,16 @@ MEASURE = (
 )
 
 
+MISSING = (
+    "chromium is not installed: `make browser` installs it as root or with sudo "
+    "(or `sudo apt-get install chromium`)"
+)
+
+
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        # Not a skip: `make test` installs it (the Makefile's `browser` target).
-        pytest.fail("chromium not found: run `make browser` (apt-get install chromium)")
+    skip_or_fail(None if found else MISSING, on_ci())
+    assert found is not None
     return found
 
 
@@ -124,3 +135,67 @@ def test_the_terminal_summary_uses_the_same_rounding(tmp_path: Path) -> None:
     out = report.text(summary, tmp_path / "report.html")
     assert "max 34 ms" in out and "p99 49 ms" in out
     assert not re.search(r"\d\.\d{4,}", out), out
+
+
+def test_without_chromium_the_browser_test_skips_except_on_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true.*chromium is not installed"):
+        chromium()
+
+
+def _make_browser(tmp_path: Path, uid: int, sudo: bool, installed: bool = False) -> tuple[str, str]:
+    """`make browser` with stand-ins on an otherwise empty PATH: `id`, `apt-get` (writes
+    its arguments to a log), `sudo` (works without a password or not), and `chromium` when
+    installed. Its output, and what apt-get was asked."""
+    log = tmp_path / "log"
+    tools = {
+        "id": f"echo {uid}",
+        "apt-get": 'echo "apt-get $*" >> "$LOG"',
+        "sudo": f'if [ "$1" = -n ]; then exit {0 if sudo else 1}; fi; '
+        'echo "sudo $*" >> "$LOG"; exec "$@"',
+    }
+    if installed:
+        tools["chromium"] = "exit 0"
+    for name, body in tools.items():
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    make = shutil.which("make")
+    assert make is not None
+    result = subprocess.run(
+        [make, "--no-print-directory", "-C", str(REPO_ROOT), "browser"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tmp_path), "LOG": str(log)},
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, log.read_text() if log.exists() else ""
+
+
+APT = "apt-get update -qq\napt-get install -y -qq chromium\n"
+
+
+def test_make_browser_installs_as_root_or_with_sudo(tmp_path: Path) -> None:
+    assert _make_browser(tmp_path, uid=0, sudo=False)[1] == APT
+    sudo = "sudo apt-get update -qq\napt-get update -qq\n"
+    sudo += "sudo apt-get install -y -qq chromium\napt-get install -y -qq chromium\n"
+    (tmp_path / "log").unlink()
+    assert _make_browser(tmp_path, uid=1000, sudo=True)[1] == sudo
+
+
+def test_make_browser_without_root_says_how_and_goes_on(tmp_path: Path) -> None:
+    out, apt = _make_browser(tmp_path, uid=1000, sudo=False)
+    assert apt == ""
+    assert out.count("\n") == 1 and "chromium is missing" in out, out
+    assert "sudo apt-get install chromium" in out and "test_report_page.py, is skipped" in out
+
+
+def test_make_browser_leaves_an_installed_chromium_alone(tmp_path: Path) -> None:
+    assert _make_browser(tmp_path, uid=0, sudo=True, installed=True) == ("", "")

@@ -76,7 +76,7 @@ class OrderWorkflow:
         self._failing = False
         self._state = OrderState.RECEIVED
         self._step = Step.RECEIVE
-        self._steps = StepRunner(workflow.info().workflow_id, order.step_mode)
+        self._steps = StepRunner(workflow.info().workflow_id)
         # Every write names the run chain it comes from; the order row keeps the one
         # that created it (orderflow/store.py). The chain's first run, not this run, so
         # a continue-as-new (or reset) of this order still owns its row.
@@ -203,7 +203,6 @@ class OrderWorkflow:
                         attempt=attempt,
                         address=self._address,
                         run_id=self._run_id,
-                        step_mode=self._order.step_mode,
                     ),
                     id=f"shipping-{order_id}-run{attempt}",
                     task_queue=self._order.shipping_task_queue,

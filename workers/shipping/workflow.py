@@ -34,7 +34,7 @@ class ShippingWorkflow:
     @workflow.init
     def __init__(self, shipping: ShippingInput) -> None:
         self._step = Step.PREPARE
-        self._steps = StepRunner(workflow.info().workflow_id, shipping.step_mode)
+        self._steps = StepRunner(workflow.info().workflow_id)
 
     @workflow.query
     def progress(self) -> dict[str, object]:

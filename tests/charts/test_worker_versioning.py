@@ -14,9 +14,11 @@ from typing import Any
 
 import helm_python as helm
 import pytest
+import yaml
 
 from orderflow.settings import Settings
 from tests.charts.chart import (
+    CHART_DIR,
     NAMESPACE,
     RELEASE,
     VALUE_SETS,
@@ -32,6 +34,7 @@ from tests.charts.chart import (
 from workers import process
 
 WORKERS = ("order-worker", "shipping-worker")
+APP_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"]
 VERSIONED: dict[str, Any] = {"workerVersioning": {"enabled": True}}
 # The worker controller names a Temporal Worker Deployment <k8s namespace>/<object name>
 # (computeWorkerDeploymentName, WorkerDeploymentNameSeparator "/", in
@@ -88,7 +91,7 @@ def test_each_worker_is_a_worker_deployment_with_the_deployments_pod_template() 
 @pytest.mark.parametrize("tag", ["", "0.2.0-dev.abc1234"])
 def test_the_pods_settings_name_the_version_the_controller_registers(tag: str) -> None:
     rendered = _versioned(tag)
-    build = tag or rendered.values["image"]["tag"] or "0.1.0"
+    build = tag or APP_VERSION  # image.tag defaults to the chart's appVersion
     for worker in WORKERS:
         wd = rendered.get("WorkerDeployment", f"{RELEASE}-{worker}")
         env = _env(wd["spec"]["template"]["spec"])

@@ -140,6 +140,27 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="How long a worker lets in-flight tasks finish on SIGTERM."
     )
+    # Worker Versioning (workers/versioning.py, docs/kubernetes.md#worker-versioning).
+    worker_versioning: bool = Field(
+        False,
+        description="Run each worker as a version of a Temporal Worker Deployment, every "
+        "order PINNED to the version it started on. Off by default: an unversioned install "
+        "rolls its workers in place, and the replay gate (docs/releasing.md) keeps that safe; "
+        "the chart turns it on with workerVersioning.enabled (Temporal's worker controller).",
+    )
+    worker_deployment_prefix: str = Field(
+        "orderflow",
+        min_length=1,
+        description="Worker Deployment names are `<prefix>-order-worker` and "
+        "`<prefix>-shipping-worker`; the chart sets `<namespace>/<release fullname>`, the "
+        "name the worker controller gives them.",
+    )
+    worker_build_id: str | None = Field(
+        None,
+        description="This worker's version within its Worker Deployment; default: the "
+        "package version (workers.versioning.build_id(), = image tag = appVersion); empty "
+        "is unset. Two codes must never share one.",
+    )
 
     # --- HTTP functions -----------------------------------------------------
     api_host: str = "127.0.0.1"

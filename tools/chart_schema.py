@@ -570,6 +570,43 @@ def schema() -> Node:
                     )
                 },
             ),
+            "workerVersioning": obj(
+                "Worker Versioning through Temporal's worker controller (installed "
+                "separately): each worker a WorkerDeployment, one version per image tag.",
+                {
+                    "enabled": boolean(
+                        "Render WorkerDeployments (and a Connection) instead of the workers' "
+                        "Deployments; no HPA, keda.enabled refused."
+                    ),
+                    "controllerNamespace": string(
+                        "The controller's namespace: the dev Temporal's NetworkPolicy admits it.",
+                        min_length=1,
+                    ),
+                    "rollout": obj(
+                        "How a new version becomes current.",
+                        {
+                            "strategy": enum(
+                                "AllAtOnce, Progressive (ramps through steps) or Manual.",
+                                "AllAtOnce",
+                                "Progressive",
+                                "Manual",
+                            ),
+                            "steps": passthrough(
+                                "Progressive's steps: {rampPercentage: 1-99, pauseDuration: "
+                                ">= 30s}; the CRD validates them.",
+                                "array",
+                            ),
+                        },
+                    ),
+                    "sunset": obj(
+                        "After a version drained: scale it to zero, then delete it.",
+                        {
+                            "scaledownDelay": string("A Go duration, e.g. 1h.", pattern=DURATION),
+                            "deleteDelay": string("A Go duration, e.g. 24h.", pattern=DURATION),
+                        },
+                    ),
+                },
+            ),
             "migrations": obj(
                 "The migrations Job (a Helm hook).",
                 {

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from orderflow.db import create_pool
@@ -26,7 +26,7 @@ from orderflow.metrics import announce
 from orderflow.settings import Settings, get_settings
 from orderflow.temporal import connect
 from orderflow.tracing import configure_tracing
-from workers import flaky
+from workers import flaky, versioning
 from workers.deadlines import DeadlineInterceptor
 from workers.health import WorkerHealth
 from workers.liveness import PollWatch
@@ -41,7 +41,10 @@ def build_worker(
     task_queue: str,
     workflows: Sequence[type],
     activities: Sequence[Callable[..., Any]],
+    kind: str,
 ) -> Worker:
+    """``kind``: ``order-worker`` or ``shipping-worker``, the name of its Worker Deployment
+    (after WORKER_DEPLOYMENT_PREFIX) when WORKER_VERSIONING is on."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -58,6 +61,16 @@ def build_worker(
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         interceptors=[DeadlineInterceptor()],
+        deployment_config=deployment_config(settings, kind),
+    )
+
+
+def deployment_config(settings: Settings, kind: str) -> WorkerDeploymentConfig | None:
+    """The worker's Worker Deployment version, or None (unversioned) when versioning is off."""
+    if not settings.worker_versioning:
+        return None
+    return versioning.deployment_config(
+        settings.worker_deployment_prefix, kind, settings.worker_build_id or None
     )
 
 

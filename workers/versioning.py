@@ -1,7 +1,10 @@
 """Worker Versioning: each worker kind is a Worker Deployment, each release a version.
 
-Not wired into the workers yet (docs/kubernetes.md#worker-versioning-design says
-what is left); tests/workers/test_versioning.py runs the design on the dev server.
+Off unless ``WORKER_VERSIONING`` is on (orderflow/settings.py): then
+workers/process.build_worker gives both workers ``deployment_config`` from
+``WORKER_DEPLOYMENT_PREFIX`` and ``WORKER_BUILD_ID``; the chart turns it on with
+``workerVersioning.enabled`` (docs/kubernetes.md#worker-versioning).
+tests/workers/test_versioning.py runs it on the dev server through that build path.
 
 * Deployment name per worker kind: ``<prefix>-order-worker`` and
   ``<prefix>-shipping-worker`` (they scale and roll separately, so they version
@@ -23,10 +26,9 @@ what is left); tests/workers/test_versioning.py runs the design on the dev serve
     that; the sunset is the version's drainage, never a fixed delay). Its activity
     tasks are pinned too.
   - ``ShippingWorkflow``: started by the order on the shipping task queue, which is
-    another deployment's, so (as far as the Temporal docs go; not tested here: the
-    test runs an unversioned shipping worker) it starts on the shipping deployment's
-    current version and is pinned there. It lives seconds (one dispatch burst of at
-    most 12 attempts), so the same reasoning holds.
+    another deployment's, so it starts on the shipping deployment's current version
+    (not its parent's) and is pinned there (the test checks both). It lives seconds
+    (one dispatch burst of at most 12 attempts), so the same reasoning holds.
 
   AUTO_UPGRADE would move running orders to the new version at their next task:
   every release would then need the replay gate to pass for its changes (it must

@@ -1,5 +1,5 @@
-"""The chart's KEDA, KEDA HTTP add-on and Prometheus Operator objects are valid for
-the real CRDs.
+"""The chart's KEDA, KEDA HTTP add-on, Prometheus Operator and Temporal worker
+controller objects are valid for the real CRDs.
 
 tests/charts/crds/ holds the CustomResourceDefinitions of the releases the chart
 supports, copied from the projects' repositories (README.md there). Every custom
@@ -38,6 +38,7 @@ CRD_SETS = sorted(p.name for p in CRD_DIR.iterdir() if p.is_dir())
 KEDA_SETS = [s for s in CRD_SETS if s.startswith("keda-v")]
 KEDA_HTTP_SETS = [s for s in CRD_SETS if s.startswith("keda-http-add-on-")]
 PROMETHEUS_SETS = [s for s in CRD_SETS if s.startswith("prometheus-operator-")]
+WORKER_CONTROLLER_SETS = [s for s in CRD_SETS if s.startswith("temporal-worker-controller-")]
 
 # Every custom-resource kind the chart can render. A new one fails
 # test_every_custom_resource_kind_is_validated until its CRD is added to crds/.
@@ -48,6 +49,8 @@ EXPECTED_KINDS = {
     ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PodMonitor"),
     ("monitoring.coreos.com", "PrometheusRule"),
+    ("temporal.io", "WorkerDeployment"),
+    ("temporal.io", "Connection"),
 }
 
 # Every toggle that emits a custom resource, on. Temporal's own scrape target exists
@@ -68,10 +71,32 @@ _ALL_CRS = {
 }
 
 
+# Worker Versioning replaces the workers' Deployments (and their scalers: KEDA is
+# refused with it), so it has renderings of its own, with a Progressive rollout.
+_VERSIONED = {
+    "workerVersioning": {
+        "enabled": True,
+        "rollout": {
+            "strategy": "Progressive",
+            "steps": [
+                {"rampPercentage": 10, "pauseDuration": "30s"},
+                {"rampPercentage": 50, "pauseDuration": "2m"},
+            ],
+        },
+    },
+    "metrics": _ALL_CRS["metrics"],
+}
+_EXTERNAL_NO_KEDA = merge_values(
+    load_values(VALUE_SETS["external"]), {"orderWorker": {"keda": {"enabled": False}}}
+)
+_ALL_TOGGLES = ("all-crs-dev", "all-crs-external", "versioned-dev", "versioned-external")
+
 RENDERINGS: dict[str, dict[str, Any]] = {
     **{name: load_values(path) for name, path in VALUE_SETS.items()},
     "all-crs-dev": _ALL_CRS,
     "all-crs-external": merge_values(load_values(VALUE_SETS["external"]), _ALL_CRS),
+    "versioned-dev": _VERSIONED,
+    "versioned-external": merge_values(_EXTERNAL_NO_KEDA, _VERSIONED),
 }
 
 
@@ -163,7 +188,36 @@ CEL_RULES: dict[str, Callable[[dict[str, Any]], bool]] = {
     ),
     # http.keda.sh HTTPScaledObject scaleTargetRef and coldStartTimeoutFailoverRef
     "has(self.portName) != has(self.port)": lambda s: ("portName" in s) != ("port" in s),
+    # temporal.io WorkerDeployment (worker controller 1.8)
+    "size(self.metadata.name) <= 63": lambda s: len(s["metadata"]["name"]) <= 63,
+    "self.strategy != 'Progressive' || (has(self.steps) && size(self.steps) > 0)": lambda s: (
+        s["strategy"] != "Progressive" or bool(s.get("steps"))
+    ),
+    "!has(self.gate) || !has(self.gate.inputFrom) || (has(self.gate.inputFrom.configMapKeyRef)"
+    " != has(self.gate.inputFrom.secretKeyRef))": lambda s: (
+        "inputFrom" not in s.get("gate", {})
+        or ("configMapKeyRef" in s["gate"]["inputFrom"])
+        != ("secretKeyRef" in s["gate"]["inputFrom"])
+    ),
+    "duration(self.pauseDuration) >= duration('30s')": lambda s: (
+        _go_duration(s["pauseDuration"]) >= 30
+    ),
+    # temporal.io Connection spec
+    "!(has(self.mutualTLSSecretRef) && has(self.apiKeySecretRef))": lambda s: (
+        not ("mutualTLSSecretRef" in s and "apiKeySecretRef" in s)
+    ),
 }
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _go_duration(text: str) -> float:
+    """Seconds in a Go duration ("1h30m", "30s"); ValueError if it is not one (CEL's
+    duration() fails then, and the API server rejects the object)."""
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):
+        raise ValueError(f"not a Go duration: {text!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
 
 
 def _cel_validations(
@@ -178,6 +232,8 @@ def _cel_validations(
                 ok = holds(instance)
             except TypeError:  # wrong types: the schema's own type errors report it
                 ok = True
+            except ValueError:  # the rule cannot be evaluated (a bad duration): rejected
+                ok = False
             if not ok:
                 yield ValidationError(rule.get("message", rule["rule"]))
 
@@ -279,7 +335,7 @@ def test_every_custom_resource_kind_is_validated() -> None:
 def test_the_all_toggles_renderings_emit_every_kind() -> None:
     found = {
         (_group_version(o["apiVersion"])[0], o["kind"])
-        for name in ("all-crs-dev", "all-crs-external")
+        for name in _ALL_TOGGLES
         for o in _custom_resources(name)
     }
     assert found == EXPECTED_KINDS
@@ -381,3 +437,37 @@ def test_rejects_an_http_scaled_object_with_both_port_and_port_name(crd_set: str
     obj["spec"]["scaledownPeriodSeconds"] = 300  # a plausible typo: pruned by the API server
     (error,) = crd_errors(obj, crd_set)
     assert "scaledownPeriodSeconds" in error
+
+
+@pytest.mark.parametrize("crd_set", WORKER_CONTROLLER_SETS)
+def test_rejects_worker_deployments_the_controller_would_not_take(crd_set: str) -> None:
+    obj = _one("WorkerDeployment", "versioned-dev")
+    assert crd_errors(obj, crd_set) == []
+    rollout = obj["spec"]["rollout"]
+    rollout["steps"][0]["pauseDuration"] = "10s"
+    assert crd_errors(obj, crd_set) == ["spec.rollout.steps.0: pause duration must be at least 30s"]
+    rollout["steps"][0]["pauseDuration"] = "soon"
+    assert crd_errors(obj, crd_set) == ["spec.rollout.steps.0: pause duration must be at least 30s"]
+    del rollout["steps"]
+    assert crd_errors(obj, crd_set) == ["spec.rollout: steps are required for Progressive rollout"]
+    obj = _one("WorkerDeployment", "versioned-dev")
+    obj["spec"]["workerOptions"]["unsafeCustomBuildID"] = "-0.1.0"
+    (error,) = crd_errors(obj, crd_set)
+    assert error.startswith("spec.workerOptions.unsafeCustomBuildID:"), error
+    obj = _one("WorkerDeployment", "versioned-dev")
+    obj["metadata"]["name"] = "w" * 64
+    assert crd_errors(obj, crd_set) == ["<root>: name cannot be more than 63 characters"]
+    obj = _one("WorkerDeployment", "versioned-dev")
+    obj["apiVersion"] = "temporal.io/v1"
+    (error,) = crd_errors(obj, crd_set)
+    assert "not served" in error
+
+
+@pytest.mark.parametrize("crd_set", WORKER_CONTROLLER_SETS)
+def test_rejects_a_connection_with_both_client_certificate_and_api_key(crd_set: str) -> None:
+    obj = _one("Connection", "versioned-external")
+    assert "apiKeySecretRef" in obj["spec"] and crd_errors(obj, crd_set) == []
+    obj["spec"]["mutualTLSSecretRef"] = {"name": "temporal-client-tls"}
+    assert crd_errors(obj, crd_set) == [
+        "spec: Only one of mutualTLSSecretRef or apiKeySecretRef may be set"
+    ]

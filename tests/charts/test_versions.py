@@ -86,6 +86,8 @@ def test_the_pins_are_the_releases_checked_here() -> None:
     pins = versions()
     assert f"keda-v{pins['KEDA_CHART_VERSION']}" in CRD_SETS
     assert f"keda-http-add-on-v{pins['KEDA_HTTP_ADD_ON_CHART_VERSION']}" in CRD_SETS
+    # Not installed by a target (docs/kubernetes.md#worker-versioning), but validated against.
+    assert f"temporal-worker-controller-v{pins['TEMPORAL_WORKER_CONTROLLER_VERSION']}" in CRD_SETS
     # The node image is Kubernetes 1.31, the version the objects are validated for.
     assert re.fullmatch(r"kindest/node:v1\.31\.\d+(@sha256:[0-9a-f]{64})?", pins["KIND_NODE_IMAGE"])
 

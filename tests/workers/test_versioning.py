@@ -1,7 +1,11 @@
 """Worker Versioning, the design of workers/versioning.py on the real dev server: orders
 started on version A finish on A although B, with a deliberately incompatible
 OrderWorkflow, became current meanwhile; new orders run on B; no workflow task
-fails (no non-determinism); A is stopped once nothing runs on it any more."""
+fails (no non-determinism); A is stopped once nothing runs on it any more.
+
+The workers are built the way the worker processes build them (workers/process.py's
+build_worker, from Settings with WORKER_VERSIONING on), the shipping worker versioned
+too: every order's shipping run is pinned to the shipping deployment's current version."""
 
 from __future__ import annotations
 
@@ -21,13 +25,15 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from orderflow.models import Address, Item, OrderInput, OrderState
+from orderflow.settings import Settings
 from tests.workers.harness import wait_for_status
 from tests.workers.incompatible_order_workflow import IncompatibleOrderWorkflow
+from workers import process
 from workers.deadlines import DeadlineInterceptor
+from workers.order import worker as order_process
 from workers.order.activities import OrderActivities
 from workers.order.workflow import OrderWorkflow
-from workers.shipping.activities import ShippingActivities
-from workers.shipping.workflow import ShippingWorkflow
+from workers.shipping import worker as shipping_process
 from workers.versioning import deployment_config, deployment_name
 
 pytestmark = [pytest.mark.usefixtures("flaky_off"), pytest.mark.timeout(180)]
@@ -56,14 +62,26 @@ async def order_worker(
         yield worker
 
 
-async def make_current(client: Client, prefix: str, build: str) -> None:
-    """What the worker controller (or the chart's hook) does once the version polls."""
+def versioned(prefix: str, build: str, queue: str, shipping_queue: str) -> Settings:
+    """A worker process's settings with versioning on (sandboxed, as the workflow tests run)."""
+    return Settings(
+        worker_versioning=True,
+        worker_deployment_prefix=prefix,
+        worker_build_id=build,
+        order_task_queue=queue,
+        shipping_task_queue=shipping_queue,
+        worker_workflow_sandbox=True,
+    )
+
+
+async def make_current(client: Client, prefix: str, build: str, kind: str = "order-worker") -> None:
+    """What the worker controller does once the version polls."""
     for _ in range(100):
         try:
             await client.workflow_service.set_worker_deployment_current_version(
                 SetWorkerDeploymentCurrentVersionRequest(
                     namespace=client.namespace,
-                    deployment_name=deployment_name(prefix, "order-worker"),
+                    deployment_name=deployment_name(prefix, kind),
                     build_id=build,
                     identity="test",
                 )
@@ -77,6 +95,12 @@ async def make_current(client: Client, prefix: str, build: str) -> None:
 async def pinned_build(handle: WorkflowHandle[Any, Any]) -> tuple[int, str]:
     info = (await handle.describe()).raw_description.workflow_execution_info.versioning_info
     return info.behavior, info.deployment_version.build_id
+
+
+async def pinned_version(handle: WorkflowHandle[Any, Any]) -> tuple[int, str, str]:
+    info = (await handle.describe()).raw_description.workflow_execution_info.versioning_info
+    version = info.deployment_version
+    return info.behavior, version.deployment_name, version.build_id
 
 
 async def running_on(client: Client, prefix: str, build: str) -> int:
@@ -131,23 +155,27 @@ async def test_orders_finish_on_their_version_while_new_ones_run_on_the_next(
     client = temporal_client
     prefix = f"orderflow-{uuid.uuid4().hex[:8]}"
     queue, shipping_queue = f"orders-{uuid.uuid4()}", f"shipping-{uuid.uuid4()}"
-    ship = ShippingActivities(db)
+    on_a_settings = versioned(prefix, "A", queue, shipping_queue)
+    on_b_settings = versioned(prefix, "B", queue, shipping_queue)
     async with (
-        Worker(  # unversioned here: the order worker's versions are what is tested
-            client,
-            task_queue=shipping_queue,
-            workflows=[ShippingWorkflow],
-            activities=[ship.package_prepared, ship.carrier_dispatched],
-            interceptors=[DeadlineInterceptor()],
-        ),
-        order_worker(client, db, queue, prefix, "A", [OrderWorkflow]),
+        shipping_process.make_worker(client, versioned(prefix, "S1", queue, shipping_queue), db),
+        order_process.make_worker(client, on_a_settings, db),
     ):
+        await make_current(client, prefix, "S1", "shipping-worker")
         await make_current(client, prefix, "A")
         on_a = [await start(client, queue, shipping_queue) for _ in range(ORDERS_ON_A)]
         for handle in on_a:
             await wait_for_status(handle, lambda s: s.state == OrderState.AWAITING_APPROVAL)
 
-        async with order_worker(client, db, queue, prefix, "B", [IncompatibleOrderWorkflow]):
+        version_b = process.build_worker(  # B: the real build path, incompatible code
+            client,
+            on_b_settings,
+            queue,
+            workflows=[IncompatibleOrderWorkflow],
+            activities=OrderActivities(db).all(),
+            kind="order-worker",
+        )
+        async with version_b:
             await make_current(client, prefix, "B")
             on_b, still_to_a = await first_on(client, queue, shipping_queue, "B")
             on_a += still_to_a
@@ -180,6 +208,12 @@ async def test_orders_finish_on_their_version_while_new_ones_run_on_the_next(
     # B's order really ran B's code: its history starts with B's timer.
     b_history = await on_b.fetch_history()
     assert any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in b_history.events[:8])
+    # Every shipping run, a child on the shipping deployment's queue, ran on that
+    # deployment's current version (not its parent's), PINNED there.
+    shipping = deployment_name(prefix, "shipping-worker")
+    for handle in [*on_a, on_b]:
+        child = client.get_workflow_handle(f"shipping-{handle.id.removeprefix('order-')}-run1")
+        assert await pinned_version(child) == (1, shipping, "S1")
 
 
 async def test_without_pinning_the_incompatible_version_breaks_running_orders(

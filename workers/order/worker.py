@@ -26,6 +26,7 @@ def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worke
         settings.order_task_queue,
         workflows=[OrderWorkflow],
         activities=OrderActivities(pool).all(),
+        kind="order-worker",
     )
 
 

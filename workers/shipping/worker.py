@@ -23,6 +23,7 @@ def make_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worke
         settings.shipping_task_queue,
         workflows=[ShippingWorkflow],
         activities=[acts.package_prepared, acts.carrier_dispatched],
+        kind="shipping-worker",
     )
 
 

@@ -86,13 +86,15 @@ class Admission:
         self._limit = self._min_active
         self._active_read_at = float("-inf")
         self._started: OrderedDict[str, float] = OrderedDict()  # id -> when, not yet stored
+        self._reserved = 0  # admitted, their start to Temporal not answered yet
         self._refresh: asyncio.Task[None] | None = None
         self._latency = 0.0
         self._latency_seen_at = float("-inf")
         self._latency_samples = 0
 
     async def admit(self, res: Resources) -> None:
-        """Return if a new order may start now; else raise the 503 to answer."""
+        """Return if a new order may start now, holding its place until ``started`` or
+        ``release``; else raise the 503 to answer."""
         if self._queue_seconds:
             await self._fresh_active_count(res)
             if self._active > self._limit:
@@ -102,6 +104,11 @@ class Admission:
                     f"one would take over {self._queue_seconds:g} s on average)",
                 )
         self._check_latency()
+        if self._queue_seconds:
+            # Counted at once, not from the next read or once Temporal answers: starts
+            # admitted together cannot pass the limit together.
+            self._reserved += 1
+            self._active += 1
 
     def _check_latency(self) -> None:
         if (
@@ -116,13 +123,17 @@ class Admission:
             )
 
     def started(self, order_id: str) -> None:
-        """An order this process started: load until the database has it."""
+        """An admitted order Temporal accepted: load until the database has it."""
         # Only the active-order signal reads (and prunes) this record: without it, keep none.
         if self._queue_seconds:
+            self._reserved -= 1
             self._started[order_id] = time.monotonic()
-            # Counted now, not at the next read: a burst between two reads cannot pass
-            # the limit. The next read recounts it, stored or not.
-            self._active += 1
+
+    def release(self) -> None:
+        """An admitted order that was not started after all (a 409, Temporal down)."""
+        if self._queue_seconds:
+            self._reserved -= 1
+            self._active -= 1
 
     def observe_start(self, seconds: float) -> None:
         """Feed the duration of one start request to Temporal."""
@@ -178,7 +189,7 @@ class Admission:
                 )
             for order_id in counts.stored:
                 self._started.pop(order_id, None)
-            self._active = counts.active + len(self._started)
+            self._active = counts.active + len(self._started) + self._reserved
             rate = counts.ended / RATE_WINDOW_SECONDS
             self._limit = self.limit_for(ended_per_second=rate)
             metrics.ADMISSION_COMPLETION_RATE.set(rate)

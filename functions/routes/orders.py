@@ -24,8 +24,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from functions import auth, metrics
-from functions.admission import AdmissionDep
-from functions.deps import ResourcesDep, SettingsDep
+from functions.admission import Admission, AdmissionDep
+from functions.deps import Resources, ResourcesDep, SettingsDep
 from functions.errors import documented, unavailable
 from functions.long_poll import wait_for_change
 from functions.order_messages import counted, send_approve, update
@@ -52,6 +52,7 @@ from orderflow.models import (
     Strict,
     UpdateAccepted,
 )
+from orderflow.settings import Settings
 
 router = APIRouter(prefix="/orders", tags=["orders"], responses=documented(401, 404, 413, 422, 503))
 
@@ -111,6 +112,19 @@ async def start_order(
     admission: AdmissionDep,
 ) -> Started:
     await admission.admit(res)
+    try:
+        handle = await _start_workflow(order_id, body, res, settings, admission)
+    except BaseException:
+        admission.release()  # not started: its place is free again
+        raise
+    metrics.ORDERS_STARTED.inc()
+    admission.started(order_id)
+    return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
+
+
+async def _start_workflow(
+    order_id: str, body: StartOrder, res: Resources, settings: Settings, admission: Admission
+) -> WorkflowHandle[Any, Any]:
     # Temporal remembers a closed workflow only for its namespace's retention; the
     # database remembers the order for good. An id it knows is taken, however old, and
     # an id it cannot check now is not started.
@@ -146,9 +160,7 @@ async def start_order(
         raise unavailable("Temporal") from err
     finally:
         admission.observe_start(time.monotonic() - sent)
-    metrics.ORDERS_STARTED.inc()
-    admission.started(order_id)
-    return Started(order_id=order_id, workflow_id=handle.id, run_id=handle.result_run_id or "")
+    return handle
 
 
 @router.post(

@@ -217,14 +217,21 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
         say(f"wrote {out / 'results.json'}; goodput: {bench_report.goodput(results['points'])}")
         return
+
+    def keep() -> None:  # after every stack: a later failure loses only its own points
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
     results["points"] = fresh_points(out)
+    keep()
     preloaded, results["preload"] = preloaded_points(out)
     results["points"] += preloaded
+    keep()
     results["points"] += external_points(out)
+    keep()
     results["points"] += comparison_points(out)
     say("cold start of the Lambda handler")
     results["cold_start"] = cold_start()
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    keep()
     doc = bench_report.write(results, out)
     say(f"wrote {doc} (raw results: {out / 'results.json'})")
 

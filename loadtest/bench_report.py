@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ ENDPOINTS = (
 )
 PER_ORDER = ("temporal", "order-worker", "shipping-worker", "api", "postgres", "supervisor")
 PLOTTED = ("fresh-10-poll1", "fresh-10-poll025", "fresh-10-wait", "fresh-34-poll1")
-# The stacks whose points include the admission set (loadtest/bench.py).
+# The stacks whose points include the admission set (loadtest/bench.py), and its names.
 ADMISSION_STACKS = {"fresh": "`make run` defaults", "external": "plain dev server"}
+ADMISSION_POINT = re.compile(r"^(fresh|external)-\d+-poll\d+$")
 
 
 def _reference_line(m: dict[str, Any]) -> str:
@@ -157,7 +159,7 @@ def goodput(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for p in points:
         stack = p["name"].split("-", 1)[0]
         rate = goodput_per_second(p)
-        if stack not in ADMISSION_STACKS or rate is None:
+        if not ADMISSION_POINT.match(p["name"]) or rate is None:
             continue
         found.setdefault(stack, {"points": {}})["points"][p["name"]] = round(rate, 2)
     for entry in found.values():
@@ -177,7 +179,7 @@ def goodput_lines(points: list[dict[str, Any]]) -> list[str]:
             continue
         entry, admitted = per_stack[stack], p["orders"] - p["shed"]
         rows.append(
-            f"| {ADMISSION_STACKS[stack]} | {p['offered_per_second']:g}/s | "
+            f"| {ADMISSION_STACKS[stack]} | {p['label'].removeprefix('plain dev server: ')} | "
             f"{100 * p['shed'] / p['orders']:.0f} % | {admitted} | "
             f"**{entry['points'][p['name']]:.1f}/s** | "
             f"{100 * entry['share_of_best'][p['name']]:.0f} % | {_share(p)} | "

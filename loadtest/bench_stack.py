@@ -215,4 +215,8 @@ class PlainDevServer:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # a slow stop must not lose the run's results
+            self.proc.wait(10)

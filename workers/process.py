@@ -125,6 +125,15 @@ async def serve(
         http=f"{settings.worker_http_host}:{http_port(settings)}",
         tracing=settings.otel_traces_exporter if tracing else "off",
     )
+    version = worker.config().get("deployment_config")
+    if version is not None:
+        # A version nothing makes current is polled but given no orders: say so once.
+        log.warning(
+            "versioned worker: it runs orders only once its version is current "
+            "(Temporal's worker controller, or `temporal worker deployment set-current-version`)",
+            deployment=version.version.deployment_name,
+            build_id=version.version.build_id,
+        )
     async with (
         worker,
         _alongside(watch.run()),

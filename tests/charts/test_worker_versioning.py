@@ -110,6 +110,26 @@ def test_the_pods_settings_name_the_version_the_controller_registers(tag: str) -
         assert wd["spec"]["workerOptions"]["temporalNamespace"] == "default"
 
 
+def test_an_image_pinned_by_digest_is_its_own_version() -> None:
+    # Before: the build id was the tag alone, so another image under a reused tag ran as
+    # the same version, and orders pinned to it replayed on new code.
+    builds = set()
+    for digest in ("sha256:" + "a" * 64, "sha256:" + "b" * 64):
+        rendered = _versioned("0.1.0", image={"digest": digest})
+        for worker in WORKERS:
+            wd = rendered.get("WorkerDeployment", f"{RELEASE}-{worker}")
+            build = wd["spec"]["workerOptions"]["unsafeCustomBuildID"]
+            assert _env(wd["spec"]["template"]["spec"])["WORKER_BUILD_ID"] == build
+            builds.add(build)
+    assert builds == {"0.1.0-aaaaaaaaaaaa", "0.1.0-bbbbbbbbbbbb"}
+
+
+def test_a_name_the_chart_would_cut_is_refused() -> None:
+    # The worker registers <namespace>/<fullname>-<kind> whole; Kubernetes names stop at 63.
+    with pytest.raises(helm.HelmError, match="is cut to"):
+        _versioned(fullnameOverride="o" * 50)
+
+
 def test_the_connection_is_the_temporal_the_pods_use() -> None:
     dev = _versioned()
     (connection,) = dev.kinds("Connection")
@@ -128,10 +148,26 @@ def test_the_connection_is_the_temporal_the_pods_use() -> None:
     (connection,) = external.kinds("Connection")
     assert connection["spec"] == {
         "hostPort": "temporal-frontend.temporal.svc.cluster.local:7233",
+        "tls": {"serverName": "temporal-frontend.temporal.svc.cluster.local"},
         "apiKeySecretRef": {"name": "temporal-api-key", "key": "api-key"},
     }
     wd = external.get("WorkerDeployment", f"{RELEASE}-order-worker")
     assert wd["spec"]["workerOptions"]["temporalNamespace"] == "orders-prod"
+    # TLS with system CAs and no credentials: before, the Connection said nothing of TLS
+    # and the controller (v1.8.1) dialled plaintext.
+    tls_only = merge_values(
+        external_values,
+        {
+            "temporal": {
+                "external": {"tls": {"existingSecret": ""}, "apiKey": {"existingSecret": ""}}
+            }
+        },
+    )
+    (connection,) = render(tls_only).kinds("Connection")
+    assert connection["spec"] == {
+        "hostPort": "temporal-frontend.temporal.svc.cluster.local:7233",
+        "tls": {"serverName": "temporal-frontend.temporal.svc.cluster.local"},
+    }
 
 
 def test_the_dev_temporal_admits_the_controller() -> None:
@@ -160,7 +196,7 @@ def test_the_dev_temporal_admits_the_controller() -> None:
                     },
                 }
             },
-            "with a client certificate .* is not supported yet",
+            "with temporal.external.tls.existingSecret .* is not supported yet",
         ),
     ],
     ids=["keda", "bad-build-id", "client-certificate"],

@@ -94,6 +94,7 @@ def test_the_report_shows_temporals_work_only_where_it_was_counted() -> None:
 def a_rate_point(name: str, offered: float, orders: int, within: int, shed: int) -> dict[str, Any]:
     return a_point(
         name=name,
+        label=f"{offered:g} orders/s",
         offered_per_second=offered,
         orders=orders,
         completed_within_slo=within,
@@ -110,6 +111,7 @@ def test_goodput_is_orders_within_15_s_per_offered_second_against_the_stacks_bes
         a_rate_point("fresh-34-poll1", 34, 2040, 960, 1000),  # 16.0/s
         a_rate_point("external-25-poll1", 25, 1500, 900, 600),
         a_rate_point("preloaded-10-poll1", 10, 600, 600, 0),  # not an admission stack
+        a_rate_point("fresh-10-wait", 10, 600, 600, 0),  # not in the admission set
         a_point(name="one-at-a-time", offered_per_second=None, orders=20),
     ]
     found = bench_report.goodput(points)
@@ -123,7 +125,7 @@ def test_goodput_is_orders_within_15_s_per_offered_second_against_the_stacks_bes
     assert found["external"]["best"] == 15.0
     rows = [line for line in bench_report.goodput_lines(points) if line.startswith("| `make")]
     assert rows[2] == (
-        "| `make run` defaults | 34/s | 49 % | 1040 | **16.0/s** | 82 % | 92.3 % "
+        "| `make run` defaults | 34 orders/s | 49 % | 1040 | **16.0/s** | 82 % | 92.3 % "
         "| 9.50 s / 12.25 s |"
     )
 

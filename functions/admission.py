@@ -19,7 +19,8 @@ admitted orders inside their 15 s. Two measured signals decide, each a setting:
   most every ``REFRESH_SECONDS`` per API process, so every replica sees the same
   numbers; plus the orders this process started that are not stored yet: they wait
   in Temporal for their first workflow task, where past capacity the excess piles
-  up unseen by the database;
+  up unseen by the database; and the starts it admitted that Temporal has not
+  answered yet, so that starts admitted together cannot pass the limit together;
 * Temporal's start latency: a moving average of this process's recent starts over
   about the last second (``LATENCY_TIME_CONSTANT_SECONDS``), forgotten after
   ``LATENCY_MEMORY_SECONDS`` without a start, so that a shed period lets a probe

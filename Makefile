@@ -132,7 +132,7 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
-bench-admission: $(STAMP) ## admission below and past the knee (5-34 orders/s), make run defaults and a plain dev server (~13 min); reports/ only
+bench-admission: $(STAMP) ## admission below and past the knee (5-34 orders/s, past the knee twice), make run defaults and a plain dev server (~18 min); reports/ only
 	@BENCH_ONLY=admission $(BIN)/python -m loadtest.bench
 
 cold-start: $(STAMP) ## API and workers waking from zero, real processes: RUNS=5 IDLE=10 FLAKY=off; writes docs/benchmarks.md's section

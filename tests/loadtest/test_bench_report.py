@@ -125,9 +125,30 @@ def test_goodput_is_orders_within_15_s_per_offered_second_against_the_stacks_bes
     assert found["external"]["best"] == 15.0
     rows = [line for line in bench_report.goodput_lines(points) if line.startswith("| `make")]
     assert rows[2] == (
-        "| `make run` defaults | 34 orders/s | 49 % | 1040 | **16.0/s** | 82 % | 92.3 % "
+        "| `make run` defaults | 34 orders/s | 1 | 49 % | 1040 | **16.0/s** | 82 % | 92.3 % "
         "| 9.50 s / 12.25 s |"
     )
+
+
+def test_a_load_run_twice_counts_the_mean_of_its_passes() -> None:
+    # A B B A: the second passes are later, on a stack holding more orders.
+    first_25 = a_rate_point("fresh-25-poll1", 25, 1500, 1080, 400)  # 18.0/s
+    first_34 = a_rate_point("fresh-34-poll1", 34, 2040, 1050, 950)  # 17.5/s
+    second_34 = a_rate_point("fresh-34-poll1-2", 34, 2040, 990, 1000)  # 16.5/s
+    second_25 = a_rate_point("fresh-25-poll1-2", 25, 1500, 960, 500)  # 16.0/s
+    second_34["latency"] = {"p99": 11.0, "max": 13.5}
+    points = [first_25, first_34, second_34, second_25]
+    found = bench_report.goodput(points)["fresh"]
+    assert found["passes"] == {"fresh-25-poll1": [18.0, 16.0], "fresh-34-poll1": [17.5, 16.5]}
+    assert found["points"] == {"fresh-25-poll1": 17.0, "fresh-34-poll1": 17.0}
+    assert found["share_of_best"] == {"fresh-25-poll1": 1.0, "fresh-34-poll1": 1.0}
+    rows = [line for line in bench_report.goodput_lines(points) if line.startswith("| `make")]
+    assert rows == [
+        "| `make run` defaults | 25 orders/s | 2 | 30 % | 2100 | **17.0/s** (18.0, 16.0) | "
+        "100 % | 97.1 % | 9.50 s / 12.25 s |",
+        "| `make run` defaults | 34 orders/s | 2 | 48 % | 2130 | **17.0/s** (17.5, 16.5) | "
+        "100 % | 95.8 % | 11.00 s / 13.50 s |",
+    ]
 
 
 def test_the_plain_dev_servers_cost_is_put_beside_make_runs() -> None:

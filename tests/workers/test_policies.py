@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from workers.flaky import FAILURE_BELOW, HANG_BELOW
 from workers.policies import (
     BUSINESS_STEP,
     COMPENSATION_STEP,
@@ -19,6 +20,33 @@ def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
     p = StepPolicy()
     assert [p.timeout_for(n) / MS for n in range(7)] == [150, 150, 150, 150, 225, 337.5, 506.25]
     assert p.timeout_for(50) == p.attempt_timeout_cap
+
+
+# flaky_call hangs an attempt with this probability, independently of the others.
+HANG = HANG_BELOW - FAILURE_BELOW
+# Attempts an order makes, about: six steps, three attempts each on average.
+ATTEMPTS_PER_ORDER = 18
+
+
+def test_hangs_in_a_row_by_chance_cannot_cost_an_order_its_15_s() -> None:
+    # Regression: `make bench` of 2026-12-07 23:58, an order below the knee took 22 s:
+    # its last step met 13 hangs in a row, and the deadline, grown to 4 s, spent 19.7 s.
+    # Stretched deadlines must not turn a run of chance hangs into a missed promise.
+    p = BUSINESS_STEP
+    spent, in_a_row = timedelta(0), 0
+    while spent < timedelta(seconds=10):  # what one step may take of an order's 15 s
+        spent += p.timeout_for(in_a_row)
+        in_a_row += 1
+    chance_per_order = ATTEMPTS_PER_ORDER * HANG**in_a_row
+    assert chance_per_order < 1e-6, f"{in_a_row} hangs in a row spend 10 s: {chance_per_order:.1e}"
+
+
+def test_a_step_held_at_every_attempt_is_handed_over_within_a_workers_grace() -> None:
+    # A worker stopping during an outage finishes the step's local attempts first
+    # (docs/kubernetes.md): they must fit in its 30 s termination grace period.
+    p = BUSINESS_STEP
+    held = sum((p.timeout_for(n) for n in range(p.local_attempts)), timedelta(0))
+    assert held < timedelta(seconds=30)
 
 
 def test_a_calls_deadline_covers_every_attempt_timing_out_plus_slack() -> None:

@@ -51,9 +51,9 @@ class StepPolicy:
     timeouts_before_stretch: int = 4
     stretch_factor: float = 1.5
     # Chance hangs come in runs too, each then costing the cap: at 1 s, a step spends
-    # 10 s of the order's 15 only after 16 hangs in a row (once in 1.7 million orders;
-    # a 4 s cap did at 12, once in 23,000), and 30 held attempts take 24 s, inside a
-    # worker's 30 s grace. Work slower than 1 s waits for the server's retries.
+    # 10 s of the order's 15 only after 16 hangs in a row (once in 1.7 million orders),
+    # and 30 held attempts take 24 s, inside a worker's 30 s grace (decision 0001).
+    # Work slower than 1 s waits for the server's retries.
     attempt_timeout_cap: timedelta = timedelta(seconds=1)
     # flaky_call's failures are independent, so waiting between attempts only adds
     # latency. 30 failures in a row happen by chance 6 times in a million (0.67^30);

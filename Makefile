@@ -129,7 +129,7 @@ load: $(STAMP) ## drive the API: RATE=5 DURATION=60 POLL=1 (s) or WAIT=20 (long 
 		--poll-interval $(POLL) --wait-seconds $(WAIT) \
 		--stop-timeout 10 --report-dir $(REPORT) --html $(REPORT)/locust.html
 
-bench: $(STAMP) ## the benchmark points on fresh local stacks (~35 min); writes docs/benchmarks.md
+bench: $(STAMP) ## the benchmark points on fresh local stacks (~40 min); writes docs/benchmarks.md
 	@$(BIN)/python -m loadtest.bench
 
 bench-admission: $(STAMP) ## admission below and past the knee (5-34 orders/s, past the knee twice), make run defaults and a plain dev server (~18 min); reports/ only

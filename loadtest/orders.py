@@ -81,6 +81,7 @@ class Summary:
     latency: dict[str, float | None]
     completed_within_slo: int
     share_within_slo: float | None  # of the admitted orders (start answered 202)
+    admitted: int  # starts answered 202
     shed: int  # starts refused with 503 (admission control past capacity)
     # The workflow's clock, and how much of the client's time it does not see.
     workflow_latency: dict[str, float | None]
@@ -131,6 +132,7 @@ def summarize(
         # Of every admitted order, not only of those that completed: a lost or late
         # order misses too. A start refused with 503 (shed) was never admitted.
         share_within_slo=within / admitted if admitted else None,
+        admitted=admitted,
         shed=shed,
         workflow_latency=distribution(workflow),
         workflow_within_slo=sum(1 for v in workflow if v <= SLO_SECONDS),

@@ -97,9 +97,11 @@ async def test_500_abandoned_waits_leave_a_second_client_as_fast(
     finally:
         await crowd.aclose()
     # Before: start p99 44 -> 2,079 ms and status 10 -> 1,255 ms under the same crowd.
-    # Floors of 100 ms and 50 ms: on two shared cores one scheduling hiccup is tens of ms.
+    # Floors under the 3x, 100 and 150 ms: five clients poll together, so one pause of
+    # the API process late in a full run delays several reads at once (320 ms against a
+    # 49 ms baseline, seen once in clean-clone CI); the crowd's harm was seconds.
     assert p99(starts) <= 3 * max(p99(base_starts), 0.1), (p99(base_starts), p99(starts))
-    assert p99(reads) <= 3 * max(p99(base_reads), 0.05), (p99(base_reads), p99(reads))
+    assert p99(reads) <= 3 * max(p99(base_reads), 0.15), (p99(base_reads), p99(reads))
     # The API's pool (10) and listener (1), two workers' pools (10 each), this test's
     # pool (20) and a few for tests and Temporal-less tools: never one per waiter.
     assert during <= 60, during

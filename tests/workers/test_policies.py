@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-import yaml
-
-from orderflow.settings import REPO_ROOT
-from tests.workers.test_shutdown_config import EXIT_HEADROOM_SECONDS
 from workers.flaky import FAILURE_BELOW, HANG_BELOW
 from workers.policies import (
     BUSINESS_STEP,
@@ -19,7 +14,6 @@ from workers.policies import (
 )
 
 MS = timedelta(milliseconds=1)
-CHART_VALUES = REPO_ROOT / "charts" / "orderflow" / "values.yaml"
 
 
 def test_attempt_deadline_stretches_only_after_repeated_timeouts() -> None:
@@ -45,17 +39,6 @@ def test_hangs_in_a_row_by_chance_cannot_cost_an_order_its_15_s() -> None:
         in_a_row += 1
     chance_per_order = ATTEMPTS_PER_ORDER * HANG**in_a_row
     assert chance_per_order < 1e-6, f"{in_a_row} hangs in a row spend 10 s: {chance_per_order:.1e}"
-
-
-@pytest.mark.parametrize("worker", ["orderWorker", "shippingWorker"])
-def test_a_step_held_at_every_attempt_is_handed_over_within_a_workers_grace(worker: str) -> None:
-    # A worker stopping during an outage finishes the step's local attempts first
-    # (docs/kubernetes.md): they and the process's exit must fit in the pod's grace.
-    p = BUSINESS_STEP
-    held = sum((p.timeout_for(n) for n in range(p.local_attempts)), timedelta(0))
-    values = yaml.safe_load(CHART_VALUES.read_text())
-    grace = timedelta(seconds=values[worker]["terminationGracePeriodSeconds"])
-    assert held + timedelta(seconds=EXIT_HEADROOM_SECONDS) <= grace, (held, grace)
 
 
 def test_a_calls_deadline_covers_every_attempt_timing_out_plus_slack() -> None:

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from orderflow.settings import Settings
 from tests.charts.chart import RELEASE, VALUE_SETS, pod_spec, render_set
 from workers.order.worker import make_worker as order_worker
+from workers.policies import BUSINESS_STEP
 from workers.shipping.worker import make_worker as shipping_worker
 
 # After the Worker's drain: uvicorn's stop, the pool's close, the metrics' flush.
@@ -50,3 +51,15 @@ def test_the_pod_outlives_the_workers_drain(
     deployment = rendered.get("Deployment", f"{RELEASE}-{component}")
     grace = timedelta(seconds=pod_spec(deployment)["terminationGracePeriodSeconds"])
     assert grace >= drain + timedelta(seconds=EXIT_HEADROOM_SECONDS), (value_set, component)
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+@pytest.mark.parametrize("component", list(WORKERS))
+def test_the_pod_outlives_a_step_held_at_every_attempt(value_set: str, component: str) -> None:
+    # The SDK lets a task holding local activities finish whatever the drain says, so a
+    # step failing through an outage runs its 30 local attempts first (docs/kubernetes.md).
+    p = BUSINESS_STEP
+    held = sum((p.timeout_for(n) for n in range(p.local_attempts)), timedelta(0))
+    deployment = render_set(value_set).get("Deployment", f"{RELEASE}-{component}")
+    grace = timedelta(seconds=pod_spec(deployment)["terminationGracePeriodSeconds"])
+    assert grace >= held + timedelta(seconds=EXIT_HEADROOM_SECONDS), (value_set, held, grace)
